@@ -1,0 +1,51 @@
+"""Startup hook that makes plain `mergekit-yaml` know `merge_method: reasoning_vector`.
+
+mergekit 0.1.5 has no plugin mechanism, so `rv_merge_hook.pth` (installed next to this
+file in site-packages) calls `install()` at every interpreter start. `install()` only puts
+a finder on `sys.meta_path`: it imports nothing, so programs that never import mergekit pay
+well under a millisecond. When mergekit's own modules finish importing, the finder hands
+them to rv_merge:
+
+- `mergekit.merge_methods` -> register the `reasoning_vector` method;
+- `mergekit.merge`         -> guard `run_merge` with rv_merge's checks and atomic writes.
+"""
+
+import sys
+
+_CALLBACKS = {
+    "mergekit.merge_methods": ("rv_merge.method", "register_method"),
+    "mergekit.merge": ("rv_merge.guard", "install_guard"),
+}
+
+
+class _AfterImport:
+    """Meta path finder that runs a callback once a watched module has executed."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in _CALLBACKS:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        module_name, function_name = _CALLBACKS[fullname]
+        original_exec = spec.loader.exec_module
+
+        def exec_module(module):
+            original_exec(module)
+            callback_module = __import__(module_name, fromlist=[function_name])
+            getattr(callback_module, function_name)(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def install():
+    if not any(isinstance(finder, _AfterImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport())

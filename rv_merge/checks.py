@@ -1,0 +1,312 @@
+"""Compatibility checks between the target and the SFT/GRPO pair, before any merging.
+
+They read only configs, tokenizers and safetensors headers (never tensor data), so they are
+cheap even for 70B checkpoints. Each failure is a RecipeError naming the model, the key or
+tensor, and the fix. `check_recipe` returns the lines that `rv check` prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from rv_merge.errors import RecipeError
+from rv_merge.recipe import Recipe
+
+ALLOW_PICKLE_ENV = "RV_MERGE_ALLOW_PICKLE"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+HEAD = "lm_head.weight"
+# Tensors whose first axis is the vocabulary (may differ when rows are aligned by token).
+VOCAB_AXIS_SUFFIXES = ("embed_tokens.weight", HEAD)
+
+
+@dataclass
+class ModelFiles:
+    """What the checks know about one model, without loading its weights."""
+
+    role: str  # target, sft or grpo
+    reference: str  # as written in the recipe
+    path: Path  # local folder (a Hub cache snapshot for Hub ids)
+    config: object  # transformers.PretrainedConfig
+    tensors: dict[str, tuple[str, tuple[int, ...]]]  # name -> (dtype, shape)
+    weights_format: str  # "safetensors" or "pickle"
+
+    @property
+    def label(self) -> str:
+        return f"{self.role} {self.reference}"
+
+
+def check_recipe(recipe: Recipe, source: str, allow_pickle: bool | None = None) -> list[str]:
+    """Run every check on a validated recipe; return a line per check that passed."""
+    if allow_pickle is None:
+        allow_pickle = os.environ.get(ALLOW_PICKLE_ENV) == "1"
+    roles = {"target": recipe.target, "sft": recipe.source("sft"), "grpo": recipe.source("grpo")}
+    models = [_read_model(role, ref, source, allow_pickle) for role, ref in roles.items()]
+    lines = [
+        f"ok   {m.label}: {m.path}, {m.config.architectures[0]}, "
+        f"{m.config.num_hidden_layers} layers, {len(m.tensors)} tensors ({m.weights_format})"
+        for m in models
+    ]
+    target = models[0]
+    for other in models[1:]:
+        _check_architecture(target, other, source)
+    _check_tensor_names(models, source)
+    lines.append(f"ok   architecture, layer count and {len(target.tensors)} tensor names agree")
+    _check_shapes(models, source, recipe.align_vocabularies)
+    lines.append(
+        "ok   tensor shapes agree"
+        + (" (vocabulary rows aligned by token string: opted in)" if recipe.align_vocabularies else "")
+    )
+    _check_tying(target, source)
+    tied = "tied" if getattr(target.config, "tie_word_embeddings", False) else "untied"
+    lines.append(f"ok   embeddings {tied} in all three, consistent with the weights")
+    lines.append(_check_tokenizers(models, source, recipe.align_vocabularies))
+    return lines
+
+
+# ---------------------------------------------------------------------------- locating
+
+
+def locate_model(reference: str, source: str) -> Path:
+    """A local folder for a model reference: a folder on disk, or a Hub id's cache snapshot."""
+    path = Path(reference).expanduser()
+    looks_like_hub_id = (
+        reference.count("/") == 1 and not reference.startswith((".", "/", "~"))
+    )
+    if path.is_dir():
+        if looks_like_hub_id:
+            raise RecipeError(
+                f"{source}: model `{reference}` could be a local folder or a Hub id; "
+                f"write `./{reference}` for the folder"
+            )
+        return path
+    if not looks_like_hub_id:
+        raise RecipeError(f"{source}: model folder `{reference}` does not exist")
+    return _hub_snapshot(reference, source)
+
+
+def _hub_snapshot(repo_id: str, source: str) -> Path:
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except LocalEntryNotFoundError:
+        pass
+    if constants.HF_HUB_OFFLINE:
+        raise RecipeError(
+            f"{source}: `{repo_id}` is not a local folder and not in the Hugging Face cache "
+            f"({constants.HF_HUB_CACHE}); offline (HF_HUB_OFFLINE=1) it cannot be fetched: run "
+            f"`hf download {repo_id}` where the Hub is reachable, or use a local folder"
+        )
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.txt", "*.model", "*.jinja"]))
+    except Exception as error:  # network, auth, missing repo: all end the check the same way
+        raise RecipeError(
+            f"{source}: cannot fetch `{repo_id}` from the Hub ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'no detail'}); check the id and "
+            "your network, or use a local folder"
+        ) from None
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _read_model(role: str, reference: str, source: str, allow_pickle: bool) -> ModelFiles:
+    from transformers import AutoConfig
+
+    path = locate_model(reference, source)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except Exception as error:
+        raise RecipeError(
+            f"{source}: {role} `{reference}`: cannot read config.json ({_first_line(error)}); "
+            "the folder must hold a transformers model config"
+        ) from None
+    if not getattr(config, "architectures", None):
+        raise RecipeError(f"{source}: {role} `{reference}`: config.json names no `architectures`")
+    safetensors = sorted(path.glob("*.safetensors"))
+    if safetensors:
+        tensors = read_safetensors_headers(safetensors)
+        weights_format = "safetensors"
+    elif _is_uncached_hub_id(reference, path):
+        tensors, weights_format = _remote_headers(reference, source), "safetensors"
+    else:
+        pickles = [p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        if not pickles:
+            raise RecipeError(f"{source}: {role} `{reference}` has no weight files (*.safetensors)")
+        if not allow_pickle:
+            raise RecipeError(
+                f"{source}: {role} `{reference}` has only pickled weights ({pickles[0].name}), "
+                "which can run code when loaded; convert them to safetensors, or opt in with "
+                f"`rv merge --allow-pickle` (plain mergekit-yaml: {ALLOW_PICKLE_ENV}=1)"
+            )
+        tensors, weights_format = _pickle_shapes(pickles), "pickle"
+    return ModelFiles(role, reference, path, config, tensors, weights_format)
+
+
+def read_safetensors_headers(files: list[Path]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Tensor names, dtypes and shapes from safetensors headers (no tensor data is read)."""
+    tensors = {}
+    for file in files:
+        with open(file, "rb") as handle:
+            try:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                header = json.loads(handle.read(length))
+            except (struct.error, ValueError) as error:
+                raise RecipeError(f"{file}: not a readable safetensors file ({error})") from None
+        for name, info in header.items():
+            if name != "__metadata__":
+                tensors[name] = (info["dtype"], tuple(info["shape"]))
+    return tensors
+
+
+def _is_uncached_hub_id(reference: str, path: Path) -> bool:
+    return not Path(reference).expanduser().is_dir() and "snapshots" in path.parts
+
+
+def _remote_headers(repo_id: str, source: str) -> dict[str, tuple[str, tuple[int, ...]]]:
+    from huggingface_hub import get_safetensors_metadata
+
+    try:
+        metadata = get_safetensors_metadata(repo_id)
+    except Exception as error:
+        raise RecipeError(
+            f"{source}: cannot read the safetensors headers of `{repo_id}` on the Hub "
+            f"({_first_line(error)})"
+        ) from None
+    return {
+        name: (info.dtype, tuple(info.shape))
+        for file in metadata.files_metadata.values()
+        for name, info in file.tensors.items()
+    }
+
+
+def _pickle_shapes(files: list[Path]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    import torch
+
+    tensors = {}
+    for file in files:
+        state = torch.load(file, map_location="meta", weights_only=True, mmap=True)
+        tensors.update({k: (str(v.dtype), tuple(v.shape)) for k, v in state.items()})
+    return tensors
+
+
+# ---------------------------------------------------------------------------- comparing
+
+
+def _check_architecture(target: ModelFiles, other: ModelFiles, source: str) -> None:
+    for key in ("architectures", "num_hidden_layers"):
+        mine, theirs = getattr(target.config, key, None), getattr(other.config, key, None)
+        if mine != theirs:
+            raise RecipeError(
+                f"{source}: config `{key}` differs: {target.label} has {mine}, "
+                f"{other.label} has {theirs}; the vector only transfers between models of "
+                "one architecture and size"
+            )
+
+
+def _check_tensor_names(models: list[ModelFiles], source: str) -> None:
+    target = models[0]
+    for other in models[1:]:
+        if set(other.tensors) == set(target.tensors):
+            continue
+        only_target = sorted(set(target.tensors) - set(other.tensors))
+        only_other = sorted(set(other.tensors) - set(target.tensors))
+        if {*only_target, *only_other} == {HEAD}:
+            has, lacks = (target, other) if only_target else (other, target)
+            raise RecipeError(
+                f"{source}: tensor {HEAD}: {has.label} has a separate lm_head but "
+                f"{lacks.label} ties it to the embeddings; use a target and pair with the "
+                "same `tie_word_embeddings`"
+            )
+        missing = (f"{other.label} lacks {_few(only_target)}" if only_target else "") + (
+            f"{'; ' if only_target else ''}{other.label} has extra {_few(only_other)}"
+            if only_other else ""
+        )
+        raise RecipeError(
+            f"{source}: tensor names differ from the target's: {missing}; the models must "
+            "share one architecture"
+        )
+
+
+def _check_shapes(models: list[ModelFiles], source: str, align_vocabularies: bool) -> None:
+    target = models[0]
+    for other in models[1:]:
+        for name, (_, shape) in target.tensors.items():
+            theirs = other.tensors[name][1]
+            if shape == theirs:
+                continue
+            if align_vocabularies and name.endswith(VOCAB_AXIS_SUFFIXES) and shape[1:] == theirs[1:]:
+                continue
+            fix = (
+                "add `tokenizer_source: base` to align embedding rows by token string"
+                if name.endswith(VOCAB_AXIS_SUFFIXES) and shape[1:] == theirs[1:]
+                else "the models must have the same size"
+            )
+            raise RecipeError(
+                f"{source}: tensor {name}: shape {list(shape)} in {target.label} but "
+                f"{list(theirs)} in {other.label}; {fix}"
+            )
+
+
+def _check_tying(target: ModelFiles, source: str) -> None:
+    """The output takes the target's config: it must agree with the weights merged."""
+    tied = bool(getattr(target.config, "tie_word_embeddings", False))
+    has_head = HEAD in target.tensors
+    if tied and has_head:
+        raise RecipeError(
+            f"{source}: {target.label}: config says tie_word_embeddings: true but the weights "
+            f"hold a separate {HEAD}, which the merged model would silently ignore; set "
+            "`tie_word_embeddings: false` in the target's config.json if the head is separate"
+        )
+    if not tied and not has_head:
+        raise RecipeError(
+            f"{source}: {target.label}: config says tie_word_embeddings: false but there is no "
+            f"{HEAD}; the merged model would get an uninitialized head; set "
+            "`tie_word_embeddings: true` in the target's config.json"
+        )
+
+
+def _check_tokenizers(models: list[ModelFiles], source: str, align_vocabularies: bool) -> str:
+    vocabularies = [_load_vocabulary(m, source) for m in models]
+    target = vocabularies[0]
+    for model, vocabulary in zip(models[1:], vocabularies[1:]):
+        differing = [t for t in set(target) | set(vocabulary) if target.get(t) != vocabulary.get(t)]
+        if not differing or align_vocabularies:
+            continue
+        token = sorted(differing)[0]
+        raise RecipeError(
+            f"{source}: tokenizers differ: token {token!r} is id {target.get(token)} in "
+            f"{models[0].label} but {vocabulary.get(token)} in {model.label} "
+            f"({len(differing)} tokens differ); use a pair built on the target's tokenizer, or "
+            "add `tokenizer_source: base` to align embedding rows by token string"
+        )
+    if align_vocabularies:
+        return "ok   tokenizers load (token-to-id mappings may differ: aligned by token string)"
+    return f"ok   tokenizers load and map all {len(target)} tokens to the same ids"
+
+
+def _load_vocabulary(model: ModelFiles, source: str) -> dict[str, int]:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=False)
+        return tokenizer.get_vocab()
+    except Exception as error:
+        raise RecipeError(
+            f"{source}: {model.label}: cannot load its tokenizer ({_first_line(error)}); "
+            "copy the tokenizer files (tokenizer.json, tokenizer_config.json) into the folder"
+        ) from None
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
