@@ -13,7 +13,9 @@ them to rv_merge:
 import sys
 
 _CALLBACKS = {
-    "mergekit.merge_methods": ("rv_merge.method", "register_method"),
+    # rv_merge.method registers itself when imported (it may be importing already: it
+    # imports mergekit.merge_methods itself), so here it only needs importing.
+    "mergekit.merge_methods": ("rv_merge.method", None),
     "mergekit.merge": ("rv_merge.guard", "install_guard"),
 }
 
@@ -39,8 +41,9 @@ class _AfterImport:
 
         def exec_module(module):
             original_exec(module)
-            callback_module = __import__(module_name, fromlist=[function_name])
-            getattr(callback_module, function_name)(module)
+            callback_module = __import__(module_name, fromlist=["_"])
+            if function_name is not None:
+                getattr(callback_module, function_name)(module)
 
         spec.loader.exec_module = exec_module
         return spec

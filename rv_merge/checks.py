@@ -46,7 +46,8 @@ def check_recipe(recipe: Recipe, source: str, allow_pickle: bool | None = None) 
     roles = {"target": recipe.target, "sft": recipe.source("sft"), "grpo": recipe.source("grpo")}
     models = [_read_model(role, ref, source, allow_pickle) for role, ref in roles.items()]
     lines = [
-        f"ok   {m.label}: {m.path}, {m.config.architectures[0]}, "
+        f"ok   {m.label}{'' if Path(m.reference) == m.path else f' ({m.path})'}: "
+        f"{m.config.architectures[0]}, "
         f"{m.config.num_hidden_layers} layers, {len(m.tensors)} tensors ({m.weights_format})"
         for m in models
     ]

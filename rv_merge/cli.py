@@ -1,4 +1,4 @@
-"""`rv`: the rv-merge command line (check, merge)."""
+"""`rv`: the rv-merge command line (check, merge, demo)."""
 
 from __future__ import annotations
 
@@ -27,12 +27,18 @@ def main(argv: list[str] | None = None) -> int:
     merge.add_argument("--out-shard-size", default="5B", help="shard size, e.g. 1B, 200M")
     merge.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    commands.add_parser("demo", help="offline: build toy models, check and merge recipes/toy-add.yml")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
             run_check(args.recipe, allow_pickle=args.allow_pickle)
         elif args.command == "merge":
             run_merge_command(args)
+        elif args.command == "demo":
+            from rv_merge.demo import run_demo
+
+            run_demo()
     except RecipeError as error:
         print(f"rv {args.command}: error: {error.message}", file=sys.stderr)
         return error.exit_code

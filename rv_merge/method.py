@@ -4,8 +4,9 @@ One small kernel plus mergekit's declarative signature. It is registered by name
 mergekit's `merge_methods` package is imported (see hooks/_rv_merge_hook.py), so plain
 `mergekit-yaml` finds it.
 
-Exactness: the arithmetic runs in float64, a block of rows at a time, and rounds once to the
-input dtype, so the result is bit-identical to a float64 reference rounded to that dtype.
+Exactness: the arithmetic runs in float64, a block of elements at a time, and rounds once
+(correctly) to the input dtype: the result is bit-identical to a float64 reference rounded
+to that dtype.
 """
 
 from __future__ import annotations
@@ -58,7 +59,13 @@ def reasoning_vector(
                 f"tensor {group.metadata.name} of {entry.id} contains NaN or Inf; "
                 "the checkpoint is corrupt: re-download or re-export it"
             )
-    return apply_vector(target, sft, grpo, sign * alpha)
+    merged = apply_vector(target, sft, grpo, sign * alpha)
+    if not torch.isfinite(merged).all():
+        raise RecipeError(
+            f"tensor {group.metadata.name}: target + {sign * alpha} * vector overflows "
+            f"{merged.dtype}; lower alpha or set a wider `dtype` (float32)"
+        )
+    return merged
 
 
 def apply_vector(
@@ -74,11 +81,32 @@ def apply_vector(
     for start in range(0, flat_t.numel(), BLOCK_ELEMENTS):
         block = slice(start, start + BLOCK_ELEMENTS)
         vector = flat_g[block].double() - flat_s[block].double()
-        flat_out[block] = (flat_t[block].double() + coefficient * vector).to(target.dtype)
+        flat_out[block] = round_once(flat_t[block].double() + coefficient * vector, target.dtype)
     return out
 
 
-def register_method(_module: object = None) -> None:
+def round_once(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Round float64 values to `dtype` with one correct rounding (to nearest, ties to even).
+
+    torch converts float64 to bfloat16/float16 through float32, which rounds twice and can
+    land on the wrong neighbour at a tie. Rounding to float32 "to odd" first (truncate, then
+    set the last bit if anything was dropped) keeps the second rounding exact, because
+    float32 carries more than two extra bits over either 16-bit format.
+    """
+    if dtype in (torch.float64, torch.float32):
+        return values.to(dtype)
+    single = values.float()
+    widened = single.double()
+    bits = single.view(torch.int32)
+    bits = bits - (widened.abs() > values.abs()).int()  # undo rounding away from zero
+    bits = bits | (widened != values).int()  # sticky bit: inexact -> odd
+    return bits.view(torch.float32).to(dtype)
+
+
+def register_method() -> None:
     """Register `reasoning_vector` with mergekit (idempotent)."""
     if reasoning_vector.spec.name not in {m.spec.name for m in registry.registered_methods()}:
         registry.register(reasoning_vector)
+
+
+register_method()

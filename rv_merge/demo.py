@@ -1,0 +1,44 @@
+"""The offline default job: build toy models, check and merge `recipes/toy-add.yml`.
+
+`rv demo` needs no network and no GPU. It is what the README's first command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TOY_DIR = Path("models/toy")
+TOY_RECIPE = Path("recipes/toy-add.yml")
+TOY_OUTPUT = Path("outputs/toy-add")
+
+
+def run_demo() -> None:
+    if not TOY_RECIPE.is_file():
+        raise SystemExit(f"rv demo: run it from the repository root ({TOY_RECIPE} not found)")
+    if not (TOY_DIR / "grpo" / "config.json").is_file():
+        from rv_merge.toy_models import build_toy_trio
+
+        print(f"building toy target, SFT and GRPO models in {TOY_DIR} ...")
+        build_toy_trio(TOY_DIR)
+
+    from rv_merge.cli import merge_file, run_check
+
+    run_check(str(TOY_RECIPE))
+    merge_file(str(TOY_RECIPE), str(TOY_OUTPUT), quiet=True)
+    print(f"merged {TOY_RECIPE} -> {TOY_OUTPUT}")
+    print(f"sample from the merged model: {_generate(TOY_OUTPUT)!r}")
+    print(f"next: mergekit-yaml {TOY_RECIPE} OUT   (the same merge with plain mergekit)")
+
+
+def _generate(folder: Path) -> str:
+    """Load the merged folder with transformers and greedily generate a few tokens."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Ana has 3 apples"}], add_generation_prompt=True, tokenize=False
+    )
+    inputs = tokenizer(prompt, return_tensors="pt")
+    output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:])
