@@ -1,0 +1,182 @@
+"""The arithmetic is exact: bit-identical to a float64 reference rounded once to the dtype.
+
+The reference is computed here with numpy in float64 and rounded with numpy's own
+float16/float32 conversions, or a bit-level round-to-nearest-even for bfloat16 (numpy has
+no bfloat16), independently of the kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from rv_merge.method import apply_vector, round_once
+from tests.conftest import BIN, OFFLINE_ENV, load_tensors, mergekit_yaml, recipe_dict, write_recipe
+
+INT_VIEW = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.float32: torch.int32}
+
+
+def round_bf16_reference(x: np.ndarray) -> torch.Tensor:
+    """float64 -> bfloat16, round to nearest even on the bit pattern (normal numbers)."""
+    assert np.all((x == 0) | (np.abs(x) > 2.0**-126)), "reference covers normal numbers only"
+    bits = x.astype(np.float64).view(np.uint64)
+    lsb = (bits >> np.uint64(45)) & np.uint64(1)
+    rounded = ((bits + np.uint64((1 << 44) - 1) + lsb) >> np.uint64(45)) << np.uint64(45)
+    # rounded now holds a value exactly representable in bfloat16: the cast below is exact
+    return torch.from_numpy(rounded.view(np.float64)).to(torch.bfloat16)
+
+
+def reference(target, sft, grpo, coefficient: float, dtype: torch.dtype) -> torch.Tensor:
+    t, s, g = (x.to(torch.float64).numpy() for x in (target, sft, grpo))
+    exact = t + coefficient * (g - s)
+    if dtype == torch.bfloat16:
+        return round_bf16_reference(exact)
+    numpy_dtype = {torch.float16: np.float16, torch.float32: np.float32}[dtype]
+    return torch.from_numpy(exact.astype(numpy_dtype))
+
+
+def assert_bit_identical(actual: torch.Tensor, expected: torch.Tensor, name: str = "") -> None:
+    assert actual.dtype == expected.dtype, name
+    view = INT_VIEW[actual.dtype]
+    differing = (actual.view(view) != expected.view(view)).sum().item()
+    assert differing == 0, f"{name}: {differing} of {actual.numel()} values differ"
+
+
+# ---------------------------------------------------------------- the kernel itself
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_tie_that_float32_double_rounding_gets_wrong(dtype):
+    # 1 + half an ulp + a tiny bit: correct rounding goes up; rounding via float32 first
+    # lands exactly on the tie and goes to even (down).
+    ulp = 2.0**-7 if dtype == torch.bfloat16 else 2.0**-10
+    target, sft = torch.tensor([1.0], dtype=dtype), torch.tensor([0.0], dtype=dtype)
+    grpo = torch.tensor([ulp / 2], dtype=dtype)
+    coefficient = 1 + 2.0**-32
+    assert torch.tensor([1 + ulp / 2 * coefficient], dtype=torch.float64).to(dtype).item() == 1.0
+    assert apply_vector(target, sft, grpo, coefficient).item() == 1 + ulp
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_random_tensors_match_reference(dtype):
+    generator = torch.Generator().manual_seed(7)
+    target, sft = (torch.randn(300, 70, generator=generator).to(dtype) for _ in range(2))
+    grpo = (sft.double() + 1e-3 * torch.randn(300, 70, generator=generator, dtype=torch.float64)).to(dtype)
+    for coefficient in (1.0, -1.0, 0.37, -2.5):
+        assert_bit_identical(apply_vector(target, sft, grpo, coefficient),
+                             reference(target, sft, grpo, coefficient, dtype), f"{coefficient}")
+
+
+def test_blocks_cover_the_whole_tensor(monkeypatch):
+    import rv_merge.method
+
+    monkeypatch.setattr(rv_merge.method, "BLOCK_ELEMENTS", 1000)  # 21 blocks, last one partial
+    generator = torch.Generator().manual_seed(3)
+    target, sft, grpo = (torch.randn(207, 101, generator=generator).to(torch.bfloat16) for _ in range(3))
+    assert_bit_identical(apply_vector(target, sft, grpo, 0.8),
+                         reference(target, sft, grpo, 0.8, torch.bfloat16))
+
+
+def test_alpha_zero_returns_target_bits_including_negative_zero():
+    target = torch.tensor([-0.0, 1.5, -3.25], dtype=torch.bfloat16)
+    sft = torch.tensor([1.0, 2.0, 3.0], dtype=torch.bfloat16)
+    grpo = torch.tensor([2.0, 5.0, -1.0], dtype=torch.bfloat16)
+    out = apply_vector(target, sft, grpo, 0.0)
+    assert_bit_identical(out, target)
+    assert torch.signbit(out[0])
+
+
+def test_round_once_matches_numpy_float16_on_many_values():
+    values = torch.randn(200_000, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    expected = torch.from_numpy(values.numpy().astype(np.float16))
+    assert_bit_identical(round_once(values, torch.float16), expected)
+
+
+# ------------------------------------------- end to end, one mergekit-multi process for all
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+MASK = [{"filter": "embed_tokens", "value": 0}, {"filter": "mlp", "value": 0.5}, {"value": 1.0}]
+CASES = {  # name -> (trio build arguments, alpha, sign, dtype)
+    "bf16-add": ({}, 0.75, 1, "bfloat16"),
+    "bf16-sub": ({}, 0.75, -1, "bfloat16"),
+    "fp16-sub": ({"dtype": torch.float16}, 1.0, -1, "float16"),
+    "fp32-add": ({"dtype": torch.float32}, 0.3, 1, "float32"),
+    "gradient": ({"layers": 3}, [0.2, 1.0], 1, "bfloat16"),
+    "mask": ({"layers": 3}, MASK, 1, "bfloat16"),
+}
+
+
+@pytest.fixture(scope="module")
+def merged(trios, tmp_path_factory):
+    """Run every case through the real mergekit-multi console script, in one process."""
+    import yaml
+
+    root = tmp_path_factory.mktemp("multi")
+    documents = []
+    for name, (build, alpha, sign, dtype) in CASES.items():
+        models = trios(**build)
+        document = recipe_dict(models["target"], models["sft"], models["grpo"], alpha, sign, dtype)
+        documents.append({"name": name, **document})
+    config = root / "multi.yml"
+    config.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    result = subprocess.run(
+        [str(BIN / "mergekit-multi"), str(config), "-I", str(root / "out"), "--quiet"],
+        capture_output=True, text=True, env=OFFLINE_ENV, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    return lambda name: (trios(**CASES[name][0]), load_tensors(root / "out" / name))
+
+
+def expected_alpha(case: str, name: str) -> float:
+    """alpha for one tensor, per mergekit's documented gradient and filter rules."""
+    alpha = CASES[case][1]
+    if case == "mask":
+        return 0.0 if "embed_tokens" in name else 0.5 if "mlp" in name else 1.0
+    if case == "gradient":
+        if ".layers." not in name:
+            return alpha[0]  # embeddings and the final norm are planned at t = 0
+        t = int(name.split(".layers.")[1].split(".")[0]) / 2  # t = layer / (layers - 1)
+        return (1 - t) * alpha[0] + t * alpha[1]  # mergekit's interpolation, in this order
+    return alpha
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_merged_output_is_bit_identical_to_reference(merged, case):
+    models, out = merged(case)
+    _, _, sign, dtype = CASES[case]
+    target, sft, grpo = (load_tensors(models[r]) for r in ("target", "sft", "grpo"))
+    assert set(out) == set(target)
+    for name in target:
+        coefficient = sign * expected_alpha(case, name)
+        expected = reference(target[name], sft[name], grpo[name], coefficient, DTYPES[dtype])
+        assert_bit_identical(out[name], expected, name)
+
+
+def test_mask_keeps_embeddings_of_the_target(merged):
+    models, out = merged("mask")
+    target = load_tensors(models["target"])
+    assert torch.equal(out["model.embed_tokens.weight"], target["model.embed_tokens.weight"])
+    assert not torch.equal(out["model.norm.weight"], target["model.norm.weight"])
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_alpha_zero_gives_the_target_and_keeps_its_files(trios, tmp_path, tied):
+    models = trios(tied=tied)
+    recipe = write_recipe(tmp_path / "r.yml", recipe_dict(models["target"], models["sft"], models["grpo"], alpha=0))
+    assert mergekit_yaml(recipe, tmp_path / "out").returncode == 0
+    out, target = load_tensors(tmp_path / "out"), load_tensors(models["target"])
+    assert set(out) == set(target) and ("lm_head.weight" in out) == (not tied)
+    for name in target:
+        assert_bit_identical(out[name], target[name], name)
+    for file in ("tokenizer.json", "chat_template.jinja", "generation_config.json"):
+        assert (tmp_path / "out" / file).read_text() == (models["target"] / file).read_text(), file
+    config_out = json.loads((tmp_path / "out" / "config.json").read_text())
+    config_target = json.loads((models["target"] / "config.json").read_text())
+    assert config_out == config_target
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "Reasoning Vector" in card and "2509.01363" in card and "role: sft" in card
+    assert (tmp_path / "out" / "mergekit_config.yml").read_text() == recipe.read_text()
