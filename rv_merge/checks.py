@@ -291,9 +291,17 @@ def _check_tokenizers(models: list[ModelFiles], source: str, align_vocabularies:
     return f"ok   tokenizers load and map all {len(target)} tokens to the same ids"
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
+
+
 def _load_vocabulary(model: ModelFiles, source: str) -> dict[str, int]:
     from transformers import AutoTokenizer
 
+    if not any((model.path / name).is_file() for name in TOKENIZER_FILES):
+        raise RecipeError(
+            f"{source}: {model.label}: cannot load its tokenizer (no {', '.join(TOKENIZER_FILES)}); "
+            "copy the tokenizer files (tokenizer.json, tokenizer_config.json) into the folder"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=False)
         return tokenizer.get_vocab()
