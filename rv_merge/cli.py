@@ -68,8 +68,10 @@ def run_merge_command(args: argparse.Namespace) -> None:
         from rv_merge.checks import ALLOW_PICKLE_ENV
 
         os.environ[ALLOW_PICKLE_ENV] = "1"
+    from mergekit.options import parse_kmb
+
     merge_file(args.recipe, str(out), device=args.device,
-               out_shard_size=args.out_shard_size, quiet=args.quiet)
+               out_shard_size=parse_kmb(args.out_shard_size), quiet=args.quiet)
     print(f"wrote {out}")
 
 
