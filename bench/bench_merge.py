@@ -66,12 +66,16 @@ def build_trio(layers: int) -> dict[str, Path]:
 
     config = Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864,
                          num_hidden_layers=layers, num_attention_heads=14, num_key_value_heads=2,
-                         tie_word_embeddings=True, max_position_embeddings=32768)
+                         tie_word_embeddings=True, max_position_embeddings=32768,
+                         architectures=["Qwen2ForCausalLM"])
     folders = {role: WORK / f"trio-{layers}" / role for role in ("target", "sft", "grpo")}
     if all((f / "model.safetensors").is_file() for f in folders.values()):
+        for folder in folders.values():
+            config.save_pretrained(folder)
         return folders
     with torch.device("meta"):
-        shapes = {k: v.shape for k, v in Qwen2ForCausalLM(config).state_dict().items()}
+        shapes = {k: v.shape for k, v in Qwen2ForCausalLM(config).state_dict().items()
+                  if k != "lm_head.weight"}  # tied: the head is the embedding
     generator = torch.Generator().manual_seed(0)
     base = {k: (0.02 * torch.randn(s, generator=generator)) for k, s in shapes.items()}
     for role in ("target", "sft", "grpo"):

@@ -1,4 +1,4 @@
-"""`rv`: the rv-merge command line (check, merge, demo)."""
+"""`rv`: the rv-merge command line (check, merge, tasks, demo)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     merge.add_argument("--out-shard-size", default="5B", help="shard size, e.g. 1B, 200M")
     merge.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    tasks = commands.add_parser("tasks", help="list the evaluation tasks in evals/tasks")
+    tasks.add_argument("--json", action="store_true", help="machine-readable output")
+
     commands.add_parser("demo", help="offline: build toy models, check and merge recipes/toy-add.yml")
 
     args = parser.parse_args(argv)
@@ -35,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
             run_check(args.recipe, allow_pickle=args.allow_pickle)
         elif args.command == "merge":
             run_merge_command(args)
+        elif args.command == "tasks":
+            run_tasks(as_json=args.json)
         elif args.command == "demo":
             from rv_merge.demo import run_demo
 
@@ -55,6 +60,15 @@ def run_check(recipe_path: str, allow_pickle: bool = False) -> None:
     for line in check_recipe(recipe, recipe_path, allow_pickle=allow_pickle):
         print(line)
     print(f"{recipe_path}: all checks passed")
+
+
+def run_tasks(as_json: bool = False) -> None:
+    import json
+
+    from rv_merge.evaluate import suite
+
+    tasks = suite.list_tasks()
+    print(json.dumps(suite.as_json(tasks), indent=1) if as_json else suite.format_table(tasks))
 
 
 def run_merge_command(args: argparse.Namespace) -> None:

@@ -1,0 +1,1 @@
+"""Evaluation: task data and perturbations for evals/tasks, and the code sandbox."""
