@@ -107,15 +107,26 @@ def recipes(folders: dict[str, Path]) -> dict[str, dict]:
 
 
 def run(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one child process."""
+    """Wall seconds and peak RSS (MiB) of one child process.
+
+    The peak is the kernel's high-water mark (VmHWM) of the child, polled every 20 ms
+    (getrusage's ru_maxrss would include this benchmark process's own peak at fork time).
+    """
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    _, status, usage = os.wait4(process.pid, 0)
+    peak_kib = 0
+    while process.poll() is None:
+        try:
+            status_text = Path(f"/proc/{process.pid}/status").read_text()
+            peak_kib = max(peak_kib, int(status_text.split("VmHWM:")[1].split()[0]))
+        except (OSError, IndexError):
+            pass
+        time.sleep(0.02)
     wall = time.perf_counter() - start
-    if status != 0:
+    if process.returncode != 0:
         raise RuntimeError(f"{command[:2]} failed: {process.stderr.read().decode()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, peak_kib / 1024
 
 
 def exact_share(out_file: Path, folders: dict[str, Path]) -> float:
@@ -136,7 +147,7 @@ def exact_share(out_file: Path, folders: dict[str, Path]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--layers", type=int, default=24, help="24 gives 0.5B parameters")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -198,9 +209,9 @@ def write_table(rows, parameters: float, import_time: float, args) -> None:
         f"Python {platform.python_version()}, torch {torch.__version__}, "
         f"mergekit {_version('mergekit')}, rv-merge {_version('rv-merge')}.",
         f"Inputs: {parameters:.0f}M parameters per model (Qwen2.5-0.5B shapes, {args.layers} layers, "
-        "random weights), page cache warm. Median of "
+        "random weights), page cache warm. Median wall time of "
         f"{args.repeats} runs after one warm-up. Importing mergekit alone took {import_time:.2f} s "
-        "(median of 3), subtracted to give the merge time.",
+        "(median of 3), subtracted to give the merge time. Peak RSS: the highest of the runs.",
         f"Command: `.venv/bin/python bench/bench_merge.py --repeats {args.repeats} --layers {args.layers}`\n",
         "| run | wall (s) | wall / task_arithmetic | merge w/o imports (s) | peak RSS (MiB) | "
         "peak / task_arithmetic | values bit-identical to float64 rounded once |",

@@ -37,6 +37,8 @@ def make_venv(path: Path, with_hook: bool) -> Path:
             capture_output=True, text=True, check=True).stdout.strip()
         shutil.copy(REPO / "hooks" / "rv_merge_hook.pth", purelib)
         shutil.copy(REPO / "hooks" / "_rv_merge_hook.py", purelib)
+        # pip compiles installed modules; do the same, or every start would recompile
+        subprocess.run([str(python), "-m", "py_compile", f"{purelib}/_rv_merge_hook.py"], check=True)
     return python
 
 

@@ -11,6 +11,7 @@ to that dtype.
 
 from __future__ import annotations
 
+import sys
 from typing import Literal
 
 import torch
@@ -26,9 +27,9 @@ from mergekit.merge_methods import (
 
 from rv_merge.errors import RecipeError
 
-# Elements converted to float64 at once: bounds the extra memory (3 inputs x 8 bytes x 4M
-# = 96 MiB) whatever the size of the tensor.
-BLOCK_ELEMENTS = 1 << 22
+# Elements converted to float64 at once: two float64 buffers of 64K elements (1 MiB) stay
+# in cache, and bound the extra memory whatever the size of the tensor.
+BLOCK_ELEMENTS = 1 << 16
 
 
 @merge_method(
@@ -53,48 +54,118 @@ def reasoning_vector(
             f"got {sorted(role.values())}"
         )
     sft, grpo = by_role["sft"].tensor, by_role["grpo"].tensor
+    merged = apply_vector(target, sft, grpo, sign * alpha)
+    # A NaN or Inf in any input makes the result non-finite, except where alpha = 0 returns
+    # the target as it is; a sum screens cheaply (isfinite itself is slow on CPU), and the
+    # exact checks run only when a screen fails.
+    screened = (merged, sft, grpo) if sign * alpha == 0 else (merged,)
+    if not all(_sum_is_finite(t) for t in screened):
+        _refuse_non_finite(group, merged, sign * alpha)
+    return merged
+
+
+def _sum_is_finite(tensor: torch.Tensor) -> bool:
+    """False if the tensor holds NaN or Inf (or, rarely, if its sum overflows)."""
+    wide = torch.float32 if tensor.dtype == torch.float16 else None  # float16 sums overflow
+    return bool(torch.isfinite(tensor.sum(dtype=wide)))
+
+
+def _refuse_non_finite(group: TensorGroup, merged: torch.Tensor, coefficient: float) -> None:
     for entry in group.entries:
         if not torch.isfinite(entry.tensor).all():
             raise RecipeError(
                 f"tensor {group.metadata.name} of {entry.id} contains NaN or Inf; "
                 "the checkpoint is corrupt: re-download or re-export it"
             )
-    merged = apply_vector(target, sft, grpo, sign * alpha)
     if not torch.isfinite(merged).all():
         raise RecipeError(
-            f"tensor {group.metadata.name}: target + {sign * alpha} * vector overflows "
+            f"tensor {group.metadata.name}: target + {coefficient} * vector overflows "
             f"{merged.dtype}; lower alpha or set a wider `dtype` (float32)"
         )
-    return merged
 
 
 def apply_vector(
     target: torch.Tensor, sft: torch.Tensor, grpo: torch.Tensor, coefficient: float
 ) -> torch.Tensor:
-    """target + coefficient * (grpo - sft), computed in float64, rounded once to target.dtype."""
+    """target + coefficient * (grpo - sft), computed in float64, rounded once to target.dtype.
+
+    Works a block at a time in two reused float64 buffers, with same-dtype in-place
+    operations (mixed-dtype operations are several times slower on CPU).
+    """
     if coefficient == 0:
         return target.clone()  # bit for bit, including the sign of zeros
     out = torch.empty(target.shape, dtype=target.dtype, device=target.device)
-    flat_out, flat_t, flat_s, flat_g = (
-        x.reshape(-1) for x in (out, target, sft, grpo)
-    )
+    flat_out, flat_t, flat_s, flat_g = (x.reshape(-1) for x in (out, target, sft, grpo))
+    size = min(BLOCK_ELEMENTS, flat_t.numel())
+    result, other = (torch.empty(size, dtype=torch.float64, device=target.device) for _ in range(2))
+    redo_index, redo_values = [], []
     for start in range(0, flat_t.numel(), BLOCK_ELEMENTS):
         block = slice(start, start + BLOCK_ELEMENTS)
-        vector = flat_g[block].double() - flat_s[block].double()
-        flat_out[block] = round_once(flat_t[block].double() + coefficient * vector, target.dtype)
+        n = flat_t[block].numel()
+        x, y = result[:n], other[:n]
+        x.copy_(flat_g[block])
+        x.sub_(y.copy_(flat_s[block]))
+        if coefficient != 1:
+            x.mul_(coefficient)  # coefficient 1 would be exact anyway
+        x.add_(y.copy_(flat_t[block]))
+        if target.dtype == torch.bfloat16 and sys.byteorder == "little":
+            flat_out[block], suspects = _round_to_bfloat16_fast(x)
+            if suspects.numel():
+                redo_index.append(suspects + start)
+                redo_values.append(x[suspects])
+        else:
+            flat_out[block] = round_once(x, target.dtype)
+    if redo_index:
+        index = torch.cat(redo_index)
+        flat_out[index] = _round_via_odd(torch.cat(redo_values), torch.bfloat16)
     return out
 
 
 def round_once(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Round float64 values to `dtype` with one correct rounding (to nearest, ties to even).
 
-    torch converts float64 to bfloat16/float16 through float32, which rounds twice and can
-    land on the wrong neighbour at a tie. Rounding to float32 "to odd" first (truncate, then
-    set the last bit if anything was dropped) keeps the second rounding exact, because
-    float32 carries more than two extra bits over either 16-bit format.
+    torch converts float64 to bfloat16/float16 through float32, which rounds twice: wrong
+    exactly when the float32 value lands on a tie of the narrower format while the float64
+    value did not. Rounding to float32 "to odd" instead (truncate, then set the last bit if
+    anything was dropped) makes the second rounding exact, as float32 keeps more than two
+    extra bits over either 16-bit format. For bfloat16 only the few elements whose float32
+    value is a tie need that (see _round_to_bfloat16_fast).
     """
     if dtype in (torch.float64, torch.float32):
         return values.to(dtype)
+    if dtype == torch.bfloat16 and sys.byteorder == "little":
+        flat = values.reshape(-1)
+        rounded, suspects = _round_to_bfloat16_fast(flat)
+        if suspects.numel():
+            rounded[suspects] = _round_via_odd(flat[suspects], dtype)
+        return rounded.reshape(values.shape)
+    return _round_via_odd(values, dtype)
+
+
+def _round_to_bfloat16_fast(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Round 1-D float64 values through float32; also return the positions that may be wrong.
+
+    Those are the values that float32 rounded (inexact) onto a bfloat16 tie (low 16 bits
+    0x8000): rare. Exact ties are common (sums of bfloat16 numbers often fit in float32)
+    and are rounded correctly. `nonzero` on a long mask is slow, so the mask is scanned
+    8 bytes at a time first.
+    """
+    single = values.float()
+    rounded = single.to(torch.bfloat16)
+    mask = single.view(torch.int16)[0::2] == -0x8000  # low halves on little-endian
+    mask &= single.double() != values
+    whole = mask.numel() - mask.numel() % 8
+    groups = mask[:whole].view(torch.int64).nonzero().squeeze(1)
+    if not groups.numel() and whole == mask.numel():
+        return rounded, groups
+    candidates = torch.cat([
+        (groups[:, None] * 8 + torch.arange(8, device=values.device)).reshape(-1),
+        torch.arange(whole, mask.numel(), device=values.device),
+    ])
+    return rounded, candidates[mask[candidates]]
+
+
+def _round_via_odd(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     single = values.float()
     widened = single.double()
     bits = single.view(torch.int32)

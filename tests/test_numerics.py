@@ -17,6 +17,7 @@ import torch
 from rv_merge.method import apply_vector, round_once
 from tests.conftest import BIN, OFFLINE_ENV, load_tensors, mergekit_yaml, recipe_dict, write_recipe
 
+pytestmark = pytest.mark.xdist_group("numerics")  # one mergekit-multi run serves the module
 INT_VIEW = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.float32: torch.int32}
 
 
@@ -88,6 +89,13 @@ def test_alpha_zero_returns_target_bits_including_negative_zero():
     out = apply_vector(target, sft, grpo, 0.0)
     assert_bit_identical(out, target)
     assert torch.signbit(out[0])
+
+
+def test_round_once_on_a_matrix_matches_the_bitwise_reference():
+    values = torch.randn(300, 7, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    values[::3] = values[::3].float().double() + 2.0**-30  # just past float32 values: ties are likely
+    expected = round_bf16_reference(values.numpy())
+    assert_bit_identical(round_once(values, torch.bfloat16), expected)
 
 
 def test_round_once_matches_numpy_float16_on_many_values():

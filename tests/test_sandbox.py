@@ -1,0 +1,109 @@
+"""Hostile completions: the evaluating process survives, nothing outside the sandbox
+changes, and each sample is scored as failed with the reason."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import psutil
+import pytest
+
+from rv_merge.evaluate import humaneval
+from rv_merge.evaluate.sandbox import Limits, isolation, run_program
+
+PROMPT = "import os, signal, socket, sys\n\n\ndef add_one(x):\n"
+TEST = "def check(candidate):\n    assert candidate(1) == 2\n"
+
+
+def doc() -> dict:
+    return {"prompt": PROMPT, "test": TEST, "entry_point": "add_one"}
+
+
+@pytest.fixture(autouse=True)
+def short_limits(monkeypatch):
+    monkeypatch.setattr(humaneval, "LIMITS", Limits(timeout_s=3, cpu_s=3, memory_mb=512))
+
+
+def score(completion: str) -> dict:
+    [[result]] = humaneval.execute([[completion]], [doc()])
+    assert humaneval.score(doc(), [[result]]) == {"pass@1": float(result["passed"])}
+    return result
+
+
+def test_a_correct_completion_passes():
+    assert score("    return x + 1\n") == {"completion": "    return x + 1\n", "passed": True, "reason": "passed"}
+
+
+def test_a_wrong_completion_fails_with_the_assertion():
+    result = score("    return x\n")
+    assert not result["passed"] and "AssertionError" in result["reason"]
+
+
+@pytest.mark.parametrize("body, reason", [
+    ("    while True:\n        pass\n", ("timed out", "CPU time")),
+    ("    data = bytearray(8 * 1024 ** 3)\n    return x + 1\n", ("memory limit",)),
+    ("    print('x' * 200_000_000)\n    return x + 1\n", ("File too large", "output limit")),
+    ("    while True:\n        os.fork()\n", ("sandbox: os.fork is not allowed",)),
+])
+def test_resource_attacks_fail_with_a_reason(body, reason):
+    result = score(body)
+    assert not result["passed"]
+    assert any(r in result["reason"] for r in reason), result["reason"]
+    assert psutil.Process().children(recursive=True) == []  # no stray process survives
+
+
+def test_writing_and_deleting_outside_the_sandbox_fails(tmp_path):
+    """Writes are refused by the OS (private /tmp, the nobody user), not by the audit hook."""
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)  # even a world-writable folder is out of reach
+    victim = shared / "victim.txt"
+    victim.write_text("precious")
+    victim.chmod(0o666)
+    outside = tmp_path / "created-by-sandbox.txt"
+    for body in (f"    open({str(victim)!r}, 'w').write('gone')\n    return x + 1\n",
+                 f"    os.remove({str(victim)!r})\n    return x + 1\n",
+                 f"    open({str(outside)!r}, 'w').write('x')\n    return x + 1\n",
+                 f"    open({os.getcwd() + '/rv-sandbox-was-here'!r}, 'w').write('x')\n    return x + 1\n"):
+        result = score(body)
+        assert not result["passed"] and ("Error" in result["reason"]), result["reason"]
+    assert victim.read_text() == "precious"
+    assert not outside.exists() and not os.path.exists(os.getcwd() + "/rv-sandbox-was-here")
+
+
+def test_network_is_unreachable():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(0.5)
+        port = listener.getsockname()[1]
+        result = score(f"    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n    return x + 1\n")
+        assert not result["passed"] and result["reason"] == "PermissionError: sandbox: socket.connect is not allowed"
+        with pytest.raises(socket.timeout):
+            listener.accept()  # nothing ever connected
+
+
+def test_killing_the_parent_or_the_evaluator_fails_and_we_survive():
+    me = os.getpid()
+    for body in ("    os.kill(os.getppid(), signal.SIGKILL)\n    return x + 1\n",
+                 f"    os.kill({me}, signal.SIGKILL)\n    return x + 1\n",
+                 "    os.killpg(0, signal.SIGKILL)\n    return x + 1\n"):
+        result = score(body)
+        assert not result["passed"], body
+        assert "sandbox: os.kill" in result["reason"], result["reason"]
+    assert psutil.pid_exists(me)
+
+
+def test_environment_is_clean(monkeypatch):
+    monkeypatch.setenv("SECRET_TOKEN", "do-not-leak")
+    outcome = run_program("import os, sys\nassert 'SECRET_TOKEN' not in os.environ\n"
+                          "assert sys.flags.isolated\n")
+    assert outcome.passed, outcome.reason
+
+
+def test_isolation_is_reported():
+    description = isolation()
+    assert "rlimits" in description
+    if os.geteuid() == 0:  # CI and this project's machines run as root: full isolation expected
+        assert "no network" in description and "nobody" in description
