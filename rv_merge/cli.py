@@ -1,4 +1,4 @@
-"""`rv`: the rv-merge command line (check, merge, tasks, demo)."""
+"""`rv`: the rv-merge command line (check, merge, eval, report, tasks, demo)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,20 @@ def main(argv: list[str] | None = None) -> int:
     merge.add_argument("--out-shard-size", default="5B", help="shard size, e.g. 1B, 200M")
     merge.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    evaluate = commands.add_parser("eval", help="merge (if needed), evaluate against baselines, write reports")
+    evaluate.add_argument("recipes", nargs="+", help="recipe files or folders of recipes")
+    evaluate.add_argument("--backend", default="hf", choices=["hf", "vllm", "local-completions"])
+    evaluate.add_argument("--model-args", default="", help="extra lm-eval model_args, e.g. "
+                          "tensor_parallel_size=2 (vllm) or base_url=http://host:8000/v1/completions")
+    evaluate.add_argument("--device", default="cpu", help="hf backend: cpu, cuda, cuda:1")
+    evaluate.add_argument("--dtype", default="float32", help="hf backend: float32, bfloat16, auto")
+    evaluate.add_argument("--data", help="offline data folder (sets RV_EVAL_DATA; evals/data is a sample)")
+    evaluate.add_argument("--limit", type=int, help="documents per task (overrides the recipe)")
+    evaluate.add_argument("--reports", default="reports", help="reports folder")
+
+    report = commands.add_parser("report", help="rebuild reports and the index from stored results")
+    report.add_argument("--reports", default="reports", help="reports folder")
+
     tasks = commands.add_parser("tasks", help="list the evaluation tasks in evals/tasks")
     tasks.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -38,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
             run_check(args.recipe, allow_pickle=args.allow_pickle)
         elif args.command == "merge":
             run_merge_command(args)
+        elif args.command == "eval":
+            run_eval(args)
+        elif args.command == "report":
+            run_report(Path(args.reports))
         elif args.command == "tasks":
             run_tasks(as_json=args.json)
         elif args.command == "demo":
@@ -62,6 +80,37 @@ def run_check(recipe_path: str, allow_pickle: bool = False) -> None:
     print(f"{recipe_path}: all checks passed")
 
 
+def run_eval(args: argparse.Namespace) -> None:
+    from rv_merge.evaluate import recipe_eval, runner
+    from rv_merge.report import write_index
+
+    if args.data:
+        if not Path(args.data).is_dir():
+            raise RecipeError(f"--data {args.data}: no such folder")
+        os.environ["RV_EVAL_DATA"] = str(Path(args.data).resolve())
+    backend = runner.Backend(args.backend, args.model_args, args.device, args.dtype)
+    files = recipe_eval.recipe_files(args.recipes)
+    for path in files:
+        folder = recipe_eval.evaluate_recipe(path, backend, {"limit": args.limit}, Path(args.reports),
+                                             recipe_eval.command_line())
+        print(f"report: {folder / 'report.md'}")
+    write_index(Path(args.reports))
+    print(f"index: {Path(args.reports) / 'README.md'}")
+
+
+def run_report(reports_dir: Path) -> None:
+    from rv_merge.report import write_index, write_report
+
+    folders = sorted(p.parent for p in reports_dir.glob("*/results.json"))
+    if not folders:
+        raise RecipeError(f"{reports_dir}: no stored results (*/results.json); run `rv eval` first")
+    for folder in folders:
+        write_report(folder)
+        print(f"rebuilt {folder / 'report.md'}")
+    write_index(reports_dir)
+    print(f"index: {reports_dir / 'README.md'}, {reports_dir / 'index.html'}")
+
+
 def run_tasks(as_json: bool = False) -> None:
     import json
 
@@ -84,26 +133,11 @@ def run_merge_command(args: argparse.Namespace) -> None:
         os.environ[ALLOW_PICKLE_ENV] = "1"
     from mergekit.options import parse_kmb
 
+    from rv_merge.merge import merge_file
+
     merge_file(args.recipe, str(out), device=args.device,
                out_shard_size=parse_kmb(args.out_shard_size), quiet=args.quiet)
     print(f"wrote {out}")
-
-
-def merge_file(recipe_path: str, out: str, **options) -> None:
-    """Merge a recipe file through mergekit's own `run_merge` (guarded: checks + atomic)."""
-    import yaml
-    import mergekit.merge
-    from mergekit.config import MergeConfiguration
-    from mergekit.options import MergeOptions
-
-    from rv_merge.guard import install_guard
-    from rv_merge.method import register_method
-
-    register_method()  # both idempotent: the startup hook normally did this already
-    install_guard(mergekit.merge)
-    text = Path(recipe_path).read_text(encoding="utf-8")
-    config = MergeConfiguration.model_validate(yaml.safe_load(text))
-    mergekit.merge.run_merge(config, out, MergeOptions(**options), config_source=text)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ def run_demo() -> None:
         print(f"building toy target, SFT and GRPO models in {TOY_DIR} ...")
         build_toy_trio(TOY_DIR)
 
-    from rv_merge.cli import merge_file, run_check
+    from rv_merge.cli import run_check
+    from rv_merge.merge import merge_file
 
     run_check(str(TOY_RECIPE))
     merge_file(str(TOY_RECIPE), str(TOY_OUTPUT), quiet=True)

@@ -96,6 +96,34 @@ class MethodParameters(_Strict):
         return value
 
 
+DEFAULT_TASKS = (
+    "rv_gsm8k", "rv_gsm8k_distractor", "rv_gsm8k_wrong_hint", "rv_gsm8k_surface",
+    "rv_sciq", "rv_sciq_distractor", "rv_humaneval", "rv_humaneval_rename", "rv_humaneval_typos",
+    "rv_bbh", "rv_bbh_irrelevant", "rv_bbh_reorder",
+)
+
+
+class EvalSettings(_Strict):
+    """The `eval:` section: what `rv eval` measures (mergekit ignores this key)."""
+
+    tasks: list[str] = list(DEFAULT_TASKS)
+    baselines: list[Literal["target", "grpo"]] = ["target", "grpo"]
+    think: bool = True  # also the "think step by step" variants, for GRPO and the merged model
+    limit: Optional[int] = None  # documents per task (None: all)
+    num_fewshot: Optional[int] = None  # None: each task's own
+    max_gen_toks: Optional[int] = None  # None: each task's own
+    seed: int = 1234
+    batch_size: int = 1
+    apply_chat_template: bool = False
+
+    @field_validator("limit", "max_gen_toks", "batch_size")
+    @classmethod
+    def _positive(cls, value: Optional[int]) -> Optional[int]:
+        if value is not None and value < 1:
+            raise ValueError(f"must be a positive integer, got {value}")
+        return value
+
+
 class Recipe(_Strict):
     """A validated recipe: target (`base_model`) + sign * alpha * (GRPO - SFT)."""
 
@@ -107,6 +135,7 @@ class Recipe(_Strict):
     tokenizer_source: Optional[Literal["base"]] = None
     tokenizer: Optional[TokenizerSetting] = None
     name: Optional[str] = None  # used by mergekit-multi documents
+    eval: Optional[EvalSettings] = None
 
     @property
     def target(self) -> str:

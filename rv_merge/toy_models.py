@@ -83,7 +83,7 @@ def build_toy_trio(
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=256,
+        max_position_embeddings=4096,  # room for few-shot prompts in the eval demo
         tie_word_embeddings=tied,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -110,7 +110,6 @@ def build_toy_trio(
         GenerationConfig(
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
-            max_new_tokens=32,
             do_sample=False,
         ).save_pretrained(folder)
         folders[role] = folder

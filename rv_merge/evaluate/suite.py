@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,13 +20,20 @@ class TaskInfo:
     file: str
 
 
+@dataclass(frozen=True)
+class GroupInfo:
+    name: str
+    kind: str
+    base: str
+    perturbation: str
+    tasks: tuple[str, ...]
+    file: str
+
+
 def list_tasks(tasks_dir: Path = TASKS_DIR) -> list[TaskInfo]:
     """Every rv_ task defined under tasks_dir (includes resolved, hooks not imported)."""
-    from lm_eval.tasks._yaml_loader import load_yaml
-
     found = []
-    for path in sorted(tasks_dir.rglob("*.yaml")):
-        config = load_yaml(path, resolve_func=False)
+    for path, config in _configs(tasks_dir):
         if "task" not in config or "group" in config:
             continue
         tags = config.get("tag") or []
@@ -41,6 +49,67 @@ def list_tasks(tasks_dir: Path = TASKS_DIR) -> list[TaskInfo]:
             file=str(path.relative_to(tasks_dir)),
         ))
     return found
+
+
+def list_groups(tasks_dir: Path = TASKS_DIR) -> list[GroupInfo]:
+    """Every group (e.g. rv_bbh, its 27 subtasks) defined under tasks_dir."""
+    groups = []
+    for path, config in _configs(tasks_dir):
+        if "group" in config:
+            metadata = config.get("metadata") or {}
+            groups.append(GroupInfo(config["group"], metadata.get("kind", "rv_base"), metadata.get("base", ""),
+                                    metadata.get("perturbation", ""), tuple(config["task"]),
+                                    str(path.relative_to(tasks_dir))))
+    return groups
+
+
+def task_files(name: str, tasks_dir: Path = TASKS_DIR) -> set[Path]:
+    """The files that define a task or group: its YAML, the YAML it includes, their hooks."""
+    groups = {g.name: g for g in list_groups(tasks_dir)}
+    if name in groups:
+        files = {tasks_dir / groups[name].file}
+        for member in groups[name].tasks:
+            files |= task_files(member, tasks_dir)
+        return files
+    tasks = {t.task: t for t in list_tasks(tasks_dir)}
+    if name not in tasks:
+        raise KeyError(f"unknown task {name!r}; `rv tasks` lists them")
+    files, pending = set(), [tasks_dir / tasks[name].file]
+    while pending:
+        path = pending.pop().resolve()
+        if path in files:
+            continue
+        files.add(path)
+        files |= set(path.parent.glob("*.py"))
+        include = _raw(path).get("include")
+        pending += [path.parent / inc for inc in ([include] if isinstance(include, str) else include or [])]
+    return files
+
+
+def benchmarks_of(name: str, tasks_dir: Path = TASKS_DIR) -> set[str]:
+    """The data folders (under RV_EVAL_DATA) a task or group reads."""
+    groups = {g.name: g for g in list_groups(tasks_dir)}
+    members = groups[name].tasks if name in groups else (name,)
+    by_task = {t.task: t.benchmark.split("/")[0] for t in list_tasks(tasks_dir)}
+    return {by_task[m] for m in members if by_task.get(m)}
+
+
+def all_names(tasks_dir: Path = TASKS_DIR) -> set[str]:
+    return {t.task for t in list_tasks(tasks_dir)} | {g.name for g in list_groups(tasks_dir)}
+
+
+@functools.lru_cache(maxsize=4)
+def _configs(tasks_dir: Path) -> tuple[tuple[Path, dict], ...]:
+    """Each YAML file under tasks_dir with its includes resolved (read once per process)."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    return tuple((path, load_yaml(path, resolve_func=False)) for path in sorted(tasks_dir.rglob("*.yaml")))
+
+
+def _raw(path: Path) -> dict:
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    return load_yaml(path, resolve_func=False, recursive=False)
 
 
 def _metric(config: dict) -> str:

@@ -62,7 +62,8 @@ def main() -> None:
         (folder / f"_{group}.yaml").write_text(
             f"group: {group}\ntask:\n{tasks}\naggregate_metric_list:\n"
             "  - {metric: exact_match, aggregation: mean, weight_by_size: true, filter_list: get-answer}\n"
-            "metadata: {version: 1.0}\n")
+            f"metadata: {{version: 1.0, kind: {tag}"
+            + (f', base: rv_bbh, perturbation: "{perturbation}"}}\n' if suffix else "}\n"))
 
 
 if __name__ == "__main__":
