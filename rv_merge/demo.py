@@ -1,6 +1,10 @@
-"""The offline default job: build toy models, check and merge `recipes/toy-add.yml`.
+"""The offline default job: recipe -> merge -> evaluate -> report on toy models.
 
-`rv demo` needs no network and no GPU. It is what the README's first command runs.
+`rv demo` builds small Qwen2-architecture models (once), checks and merges
+`recipes/toy-add.yml`, checks that the merged folder loads and generates, then runs
+`rv eval` on the recipe with the sample data in evals/data and writes reports/toy-add.
+It needs no network and no GPU; it is what the README's first command runs. The toy models
+are random, so their scores say nothing about reasoning: they show the pipeline works.
 """
 
 from __future__ import annotations
@@ -28,7 +32,17 @@ def run_demo() -> None:
     merge_file(str(TOY_RECIPE), str(TOY_OUTPUT), quiet=True)
     print(f"merged {TOY_RECIPE} -> {TOY_OUTPUT}")
     print(f"sample from the merged model: {_generate(TOY_OUTPUT)!r}")
-    print(f"next: mergekit-yaml {TOY_RECIPE} OUT   (the same merge with plain mergekit)")
+    print(f"(the same merge with plain mergekit: mergekit-yaml {TOY_RECIPE} OUT)")
+
+    import os
+
+    from rv_merge.cli import main
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    code = main(["eval", str(TOY_RECIPE), "--data", "evals/data"])
+    if code:
+        raise SystemExit(code)
 
 
 def _generate(folder: Path) -> str:

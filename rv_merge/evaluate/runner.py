@@ -138,7 +138,7 @@ def run_jobs(
     from lm_eval.tasks import TaskManager
 
     _quiet_libraries()
-    task_manager = TaskManager(include_path=str(suite.TASKS_DIR), include_defaults=False)
+    task_manager = TaskManager(include_path=str(suite.tasks_root()), include_defaults=False)
     cache_dir.mkdir(parents=True, exist_ok=True)
     results, loaded, started, done_times = [], {}, time.monotonic(), []
     for index, job in enumerate(jobs, 1):

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 TASKS_DIR = Path(__file__).resolve().parents[2] / "evals" / "tasks"
+TASKS_ENV = "RV_TASKS_DIR"  # another copy of the task suite (tests, forks of the suite)
+
+
+def tasks_root() -> Path:
+    return Path(os.environ.get(TASKS_ENV, TASKS_DIR))
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,9 @@ class GroupInfo:
     file: str
 
 
-def list_tasks(tasks_dir: Path = TASKS_DIR) -> list[TaskInfo]:
+def list_tasks(tasks_dir: Path | None = None) -> list[TaskInfo]:
     """Every rv_ task defined under tasks_dir (includes resolved, hooks not imported)."""
+    tasks_dir = tasks_dir or tasks_root()
     found = []
     for path, config in _configs(tasks_dir):
         if "task" not in config or "group" in config:
@@ -51,8 +58,9 @@ def list_tasks(tasks_dir: Path = TASKS_DIR) -> list[TaskInfo]:
     return found
 
 
-def list_groups(tasks_dir: Path = TASKS_DIR) -> list[GroupInfo]:
+def list_groups(tasks_dir: Path | None = None) -> list[GroupInfo]:
     """Every group (e.g. rv_bbh, its 27 subtasks) defined under tasks_dir."""
+    tasks_dir = tasks_dir or tasks_root()
     groups = []
     for path, config in _configs(tasks_dir):
         if "group" in config:
@@ -63,8 +71,9 @@ def list_groups(tasks_dir: Path = TASKS_DIR) -> list[GroupInfo]:
     return groups
 
 
-def task_files(name: str, tasks_dir: Path = TASKS_DIR) -> set[Path]:
+def task_files(name: str, tasks_dir: Path | None = None) -> set[Path]:
     """The files that define a task or group: its YAML, the YAML it includes, their hooks."""
+    tasks_dir = tasks_dir or tasks_root()
     groups = {g.name: g for g in list_groups(tasks_dir)}
     if name in groups:
         files = {tasks_dir / groups[name].file}
@@ -86,15 +95,17 @@ def task_files(name: str, tasks_dir: Path = TASKS_DIR) -> set[Path]:
     return files
 
 
-def benchmarks_of(name: str, tasks_dir: Path = TASKS_DIR) -> set[str]:
+def benchmarks_of(name: str, tasks_dir: Path | None = None) -> set[str]:
     """The data folders (under RV_EVAL_DATA) a task or group reads."""
+    tasks_dir = tasks_dir or tasks_root()
     groups = {g.name: g for g in list_groups(tasks_dir)}
     members = groups[name].tasks if name in groups else (name,)
     by_task = {t.task: t.benchmark.split("/")[0] for t in list_tasks(tasks_dir)}
     return {by_task[m] for m in members if by_task.get(m)}
 
 
-def all_names(tasks_dir: Path = TASKS_DIR) -> set[str]:
+def all_names(tasks_dir: Path | None = None) -> set[str]:
+    tasks_dir = tasks_dir or tasks_root()
     return {t.task for t in list_tasks(tasks_dir)} | {g.name for g in list_groups(tasks_dir)}
 
 

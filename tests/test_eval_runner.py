@@ -1,0 +1,205 @@
+"""`rv eval` end to end on toy models and the sample data: merge, evaluate, cache, resume,
+report; and the report's statistics against a hand computation."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from rv_merge import report
+from rv_merge.cli import main
+from rv_merge.evaluate import suite
+from rv_merge.toy_models import build_toy_trio
+from tests.conftest import BIN, OFFLINE_ENV, load_tensors, recipe_dict, save_tensors, write_recipe
+
+pytestmark = pytest.mark.xdist_group("eval_runner")
+REPO = Path(__file__).resolve().parents[1]
+EVAL = {"tasks": ["rv_gsm8k", "rv_sciq", "rv_humaneval"], "limit": 3, "num_fewshot": 1, "max_gen_toks": 8}
+JOBS = 3 * 3 + 2 * 2  # three models x three tasks, plus GRPO and merged on two think variants
+
+
+# ------------------------------------------------------------------ statistics by hand
+
+
+def test_paired_delta_matches_a_hand_computation():
+    target, merged = [1, 0, 1, 1], [1, 1, 1, 0]
+    delta = report.paired_delta(target, merged)
+    # differences 0, 1, 0, -1: mean 0, sample sd sqrt(2/3), standard error sqrt(2/3)/2
+    assert delta.value == 0 and delta.n == 4
+    assert math.isclose(delta.stderr, math.sqrt(2 / 3) / 2)
+    assert math.isclose(delta.interval[1], 1.96 * math.sqrt(2 / 3) / 2)
+    assert not delta.excludes_zero
+    strong = report.paired_delta([0] * 20, [1] * 18 + [0] * 2)
+    assert math.isclose(strong.value, 0.9) and strong.excludes_zero
+    assert math.isclose(strong.stderr, math.sqrt(0.9 * 0.1 * 20 / 19 / 20))
+
+
+def test_unpaired_delta_and_main_metric():
+    a, b = report.Estimate(0.5, 0.1, 10), report.Estimate(0.8, 0.2, 10)
+    delta = report.unpaired_delta(a, b)
+    assert math.isclose(delta.value, 0.3) and math.isclose(delta.stderr, math.sqrt(0.05))
+    assert report.main_metric(["exact_match,strict-match", "exact_match,flexible-extract"]) == "exact_match,flexible-extract"
+    with pytest.raises(ValueError):
+        report.paired_delta([1, 0], [1])
+
+
+# ------------------------------------------------------------------ end to end
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A private toy trio (a test edits its weights), a recipe with an eval section, a
+    private store and a private copy of the task suite."""
+    root = tmp_path_factory.mktemp("eval")
+    models = build_toy_trio(root / "models")
+    shutil.copytree(REPO / "evals" / "tasks", root / "tasks")
+    recipe = recipe_dict(models["target"], models["sft"], models["grpo"])
+    recipe["eval"] = EVAL
+    write_recipe(root / "toy.yml", recipe)
+    env = {"RV_STORE": str(root / "store"), "RV_TASKS_DIR": str(root / "tasks"), "HF_HUB_OFFLINE": "1",
+           "HF_DATASETS_OFFLINE": "1"}
+    return root, models, env
+
+
+def rv_eval(root: Path, env: dict, monkeypatch, recipe: str = "toy.yml") -> dict:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    suite._configs.cache_clear()
+    code = main(["eval", str(root / recipe), "--data", str(REPO / "evals" / "data"), "--reports", str(root / "reports")])
+    assert code == 0
+    return json.loads((root / "reports" / Path(recipe).stem / "results.json").read_text())
+
+
+def ran(meta: dict) -> set[tuple[str, str]]:
+    return {(r["model"], r["task"]) for r in meta["results"] if not r["cached"]}
+
+
+def test_full_loop_then_cache_hits_and_misses(workspace, monkeypatch):
+    root, models, env = workspace
+    first = rv_eval(root, env, monkeypatch)
+    assert first["jobs_run"] == JOBS and first["jobs_cached"] == 0
+    folder = root / "reports" / "toy"
+    for name in ("report.md", "results.json", "per_sample.json", "deltas.png", "robustness.png"):
+        assert (folder / name).is_file(), name
+    assert (folder / "deltas.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert first["models"]["merged"]["merged_in_this_run"]
+
+    again = rv_eval(root, env, monkeypatch)
+    assert again["jobs_run"] == 0 and again["jobs_cached"] == JOBS
+    assert not again["models"]["merged"]["merged_in_this_run"]
+    assert again["wall_s"] < 0.05 * first["wall_s"] + 2.0  # imports aside, nothing is recomputed
+
+    # a changed recipe: a new merged model; only its evaluations re-run
+    recipe = yaml.safe_load((root / "toy.yml").read_text())
+    recipe["parameters"]["alpha"] = 0.5
+    write_recipe(root / "toy.yml", recipe)
+    changed = rv_eval(root, env, monkeypatch)
+    assert ran(changed) == {(m, t) for m, t in ran(first) if m == "merged"}
+
+    # a changed task config: only that task re-runs, for every model
+    sciq = root / "tasks" / "sciq" / "rv_sciq.yaml"
+    sciq.write_text(sciq.read_text().replace('Answer:"', 'Answer: "'))
+    changed = rv_eval(root, env, monkeypatch)
+    assert ran(changed) == {("target", "rv_sciq"), ("grpo", "rv_sciq"), ("merged", "rv_sciq")}
+
+    # a changed input weight (GRPO): a new merge, and GRPO's and the merged model's runs
+    grpo = Path(models["grpo"])
+    tensors = load_tensors(grpo)
+    tensors["model.norm.weight"] = tensors["model.norm.weight"] + 0.5
+    save_tensors(grpo, tensors)
+    changed = rv_eval(root, env, monkeypatch)
+    assert {m for m, _ in ran(changed)} == {"grpo", "merged"}
+    assert len(ran(changed)) == JOBS - 3
+
+
+def test_report_agrees_with_results(workspace, monkeypatch):
+    root, _, env = workspace
+    meta = rv_eval(root, env, monkeypatch)
+    samples = json.loads((root / "reports" / "toy" / "per_sample.json").read_text())
+    text = (root / "reports" / "toy" / "report.md").read_text()
+    for entry in meta["results"]:
+        for metric, values in entry["metrics"].items():
+            scores = samples[f"{entry['model']}|{entry['task']}|{metric}"]
+            assert math.isclose(sum(scores) / len(scores), values["value"]), (entry, metric)
+    target = samples["target|rv_sciq|acc,none"]
+    merged = samples["merged|rv_sciq|acc,none"]
+    expected = report._fmt(report.paired_delta(target, merged), True)
+    row = next(line for line in text.splitlines() if line.startswith("| rv_sciq | acc,none"))
+    assert expected in row
+    assert "seed 1234" in text and "limit 3 documents per task" in text and "lm_eval 0.4.13" in text
+    assert main(["report", "--reports", str(root / "reports")]) == 0
+    assert (root / "reports" / "README.md").read_text().count("| [toy](toy/report.md)") == 3
+    assert "<table>" in (root / "reports" / "index.html").read_text()
+
+
+def test_lm_eval_response_cache_is_never_used(workspace, monkeypatch):
+    import lm_eval
+
+    from rv_merge.evaluate import runner
+
+    seen = {}
+
+    def fake(**kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", fake)
+    job = runner.Job(runner.ModelUnderTest("target", Path("x"), "fp"), "rv_sciq")
+    with pytest.raises(RuntimeError):
+        runner._evaluate(object(), job, runner.Backend(), suite_settings(), None)
+    assert seen["use_cache"] is None and seen["cache_requests"] is False
+
+
+def suite_settings():
+    from rv_merge.recipe import EvalSettings
+
+    return EvalSettings(**EVAL)
+
+
+def test_resume_after_kill(workspace, tmp_path):
+    root, models, env = workspace
+    recipe = yaml.safe_load((root / "toy.yml").read_text())
+    recipe["parameters"]["alpha"] = 0.25  # not evaluated before: all merged jobs are new
+    write_recipe(root / "resume.yml", recipe)
+    command = [str(BIN / "rv"), "eval", str(root / "resume.yml"), "--data", str(REPO / "evals" / "data"),
+               "--reports", str(root / "reports")]
+    process = subprocess.Popen(command, env={**OFFLINE_ENV, **env}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    done_before_kill = 0
+    deadline = time.monotonic() + 300
+    for line in process.stdout:
+        if "merged /" in line and ": done in" in line:
+            done_before_kill += 1
+            if done_before_kill == 2:
+                os.killpg(process.pid, signal.SIGKILL)
+                break
+        assert time.monotonic() < deadline
+    process.wait()
+    assert done_before_kill == 2
+    result = subprocess.run(command, env={**OFFLINE_ENV, **env}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    meta = json.loads((root / "reports" / "resume" / "results.json").read_text())
+    merged_new = [r for r in meta["results"] if r["model"] == "merged"]
+    assert sum(r["cached"] for r in merged_new) == 2  # the two finished before the kill
+    assert sum(not r["cached"] for r in merged_new) == len(merged_new) - 2
+
+
+def test_offline_without_data_is_refused_before_any_work(workspace, monkeypatch, capsys):
+    root, _, env = workspace
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("RV_EVAL_DATA", raising=False)
+    code = main(["eval", str(root / "toy.yml"), "--reports", str(root / "elsewhere")])
+    assert code == 2
+    assert "need local data: pass --data DIR" in capsys.readouterr().err
+    assert not (root / "elsewhere").exists()
