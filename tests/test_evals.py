@@ -121,7 +121,7 @@ def test_gsm8k_answer_extraction(task_manager, output, answer, strict, flexible)
     for ensemble in task._filters:
         responses = [[output]]
         for make_filter in ensemble.filters:
-            responses = make_filter().apply(responses, [doc])
+            responses = list(make_filter().apply(responses, [doc]))
         got[ensemble.name] = task.process_results(doc, [responses[0]])["exact_match"]
     assert got == {"strict-match": float(strict), "flexible-extract": float(flexible)}
 
