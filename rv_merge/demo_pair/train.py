@@ -1,0 +1,88 @@
+"""Train the demo pair from SmolLM2-135M-Instruct: SFT on worked solutions, then GRPO.
+
+Both stages use `trl` on the CPU, seeded. The prompt format is the one the rv_gsm8k task
+uses ("Q: ...\\nA:"), and solutions end with "The answer is N." so both answer extractors
+of the task can read them. GRPO's reward is 1 when the last number of a completion equals
+the answer: a reward the SFT model earns sometimes, so advantages are not all zero.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from rv_merge.demo_pair.problems import generate
+
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+@dataclass(frozen=True)
+class Budget:
+    sft_examples: int = 800
+    sft_steps: int = 150
+    grpo_prompts: int = 400
+    grpo_steps: int = 60
+    num_generations: int = 4
+    max_completion_length: int = 48
+    seed: int = 0
+
+
+def prompt(question: str) -> str:
+    return f"Q: {question}\nA:"
+
+
+def completion(answer_field: str) -> str:
+    work, number = answer_field.split("####")
+    return f" {work.strip()} The answer is {number.strip()}."
+
+
+def final_number(text: str) -> str | None:
+    numbers = NUMBER.findall(text.split("Q:")[0])
+    return numbers[-1].replace(",", "").rstrip(".") if numbers else None
+
+
+def answer_reward(completions: list[str], answer: list[str], **_) -> list[float]:
+    """1.0 when the completion's last number (before any new "Q:") is the right answer."""
+    return [1.0 if final_number(c) == a else 0.0 for c, a in zip(completions, answer)]
+
+
+def train_sft(base: Path, out: Path, budget: Budget) -> Path:
+    import datasets
+    from trl import SFTConfig, SFTTrainer
+
+    rows = [{"prompt": prompt(p["question"]), "completion": completion(p["answer"])}
+            for p in generate("train", budget.sft_examples, budget.seed)]
+    config = SFTConfig(output_dir=str(out) + ".work", max_steps=budget.sft_steps, per_device_train_batch_size=4,
+                       learning_rate=5e-5, use_cpu=True, bf16=False, seed=budget.seed, logging_steps=10,
+                       save_strategy="no", report_to=[], max_length=160, completion_only_loss=True)
+    trainer = SFTTrainer(model=str(base), args=config, train_dataset=datasets.Dataset.from_list(rows))
+    trainer.train()
+    return _save(trainer, out)
+
+
+def train_grpo(sft: Path, out: Path, budget: Budget) -> Path:
+    import datasets
+    from trl import GRPOConfig, GRPOTrainer
+
+    problems = generate("train", budget.sft_examples + budget.grpo_prompts, budget.seed)[budget.sft_examples:]
+    rows = [{"prompt": prompt(p["question"]), "answer": p["answer"].split("####")[1].strip()} for p in problems]
+    config = GRPOConfig(output_dir=str(out) + ".work", max_steps=budget.grpo_steps, per_device_train_batch_size=4,
+                        num_generations=budget.num_generations, max_completion_length=budget.max_completion_length,
+                        learning_rate=1e-5, beta=0.0, temperature=1.0, use_cpu=True, bf16=False,
+                        seed=budget.seed, logging_steps=5, save_strategy="no", report_to=[])
+    trainer = GRPOTrainer(model=str(sft), reward_funcs=answer_reward, args=config,
+                          train_dataset=datasets.Dataset.from_list(rows))
+    trainer.train()
+    return _save(trainer, out)
+
+
+def _save(trainer, out: Path) -> Path:
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    trainer.model.save_pretrained(staging, safe_serialization=True)
+    trainer.processing_class.save_pretrained(staging)
+    shutil.rmtree(str(out) + ".work", ignore_errors=True)
+    staging.rename(out)
+    return out
