@@ -16,6 +16,7 @@ from pathlib import Path
 from rv_merge.demo_pair.problems import generate
 
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+STATED = re.compile(r"[Tt]he answer is \$?(-?\d[\d,]*(?:\.\d+)?)")
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Budget:
     grpo_prompts: int = 400
     grpo_steps: int = 60
     num_generations: int = 4
+    grpo_learning_rate: float = 1e-5
     max_completion_length: int = 48
     seed: int = 0
 
@@ -39,12 +41,15 @@ def completion(answer_field: str) -> str:
 
 
 def final_number(text: str) -> str | None:
-    numbers = NUMBER.findall(text.split("Q:")[0])
+    """The first stated answer ("The answer is N"), else the last number before any new "Q:"."""
+    text = text.split("Q:")[0]
+    stated = STATED.search(text)
+    numbers = [stated.group(1)] if stated else NUMBER.findall(text)
     return numbers[-1].replace(",", "").rstrip(".") if numbers else None
 
 
 def answer_reward(completions: list[str], answer: list[str], **_) -> list[float]:
-    """1.0 when the completion's last number (before any new "Q:") is the right answer."""
+    """1.0 when the completion's answer (see final_number) is the right one."""
     return [1.0 if final_number(c) == a else 0.0 for c, a in zip(completions, answer)]
 
 
@@ -68,9 +73,10 @@ def train_grpo(sft: Path, out: Path, budget: Budget) -> Path:
 
     problems = generate("train", budget.sft_examples + budget.grpo_prompts, budget.seed)[budget.sft_examples:]
     rows = [{"prompt": prompt(p["question"]), "answer": p["answer"].split("####")[1].strip()} for p in problems]
-    config = GRPOConfig(output_dir=str(out) + ".work", max_steps=budget.grpo_steps, per_device_train_batch_size=4,
+    config = GRPOConfig(output_dir=str(out) + ".work", max_steps=budget.grpo_steps,
+                        per_device_train_batch_size=budget.num_generations,
                         num_generations=budget.num_generations, max_completion_length=budget.max_completion_length,
-                        learning_rate=1e-5, beta=0.0, temperature=1.0, use_cpu=True, bf16=False,
+                        learning_rate=budget.grpo_learning_rate, beta=0.0, temperature=1.0, use_cpu=True, bf16=False,
                         seed=budget.seed, logging_steps=5, save_strategy="no", report_to=[])
     trainer = GRPOTrainer(model=str(sft), reward_funcs=answer_reward, args=config,
                           train_dataset=datasets.Dataset.from_list(rows))
