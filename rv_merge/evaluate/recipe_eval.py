@@ -12,6 +12,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+from rv_merge.checks import locate_model
 from rv_merge.errors import RecipeError
 from rv_merge.evaluate import runner, suite
 from rv_merge.recipe import EvalSettings, Recipe, load_recipe
@@ -68,8 +69,6 @@ def evaluate_recipe(path: Path, backend: runner.Backend, overrides: dict, report
     fingerprints = {role: fingerprint_model(ref, source) for role, ref in references.items()}
     print(f"{path}: merging (or reusing the stored merge) ...", flush=True)
     merged_path, merged_now = merged_model(recipe, source, fingerprints)
-    from rv_merge.checks import locate_model
-
     models = {label: runner.ModelUnderTest(label, locate_model(references[label], source), fingerprints[label])
               for label in ("target", "grpo")}
     models["merged"] = runner.ModelUnderTest("merged", merged_path, merged_path.name)
