@@ -40,7 +40,7 @@ def run_demo() -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    code = main(["eval", str(TOY_RECIPE), "--data", "evals/data"])
+    code = main(["eval", str(TOY_RECIPE)])  # the recipe's eval.data: the sample data set
     if code:
         raise SystemExit(code)
 

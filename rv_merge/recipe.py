@@ -115,6 +115,7 @@ class EvalSettings(_Strict):
     seed: int = 1234
     batch_size: int = 1
     apply_chat_template: bool = False
+    data: Optional[str] = None  # offline data folder (RV_EVAL_DATA), unless that is set already
 
     @field_validator("limit", "max_gen_toks", "batch_size")
     @classmethod

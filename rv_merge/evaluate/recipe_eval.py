@@ -38,6 +38,8 @@ def recipe_files(paths: list[str]) -> list[Path]:
 
 
 def settings_for(recipe: Recipe, source: str, overrides: dict) -> EvalSettings:
+    """The recipe's eval settings with command-line overrides; unknown tasks and missing
+    offline data are refused here, before any work."""
     settings = (recipe.eval or EvalSettings()).model_copy(update={k: v for k, v in overrides.items() if v is not None})
     known = suite.all_names()
     for task in settings.tasks:
@@ -45,6 +47,10 @@ def settings_for(recipe: Recipe, source: str, overrides: dict) -> EvalSettings:
             close = difflib.get_close_matches(task, sorted(known), n=1)
             hint = f"did you mean `{close[0]}`?" if close else "`rv tasks` lists them"
             raise RecipeError(f"{source}: eval.tasks: unknown task `{task}`; {hint}")
+    if settings.data and not os.environ.get("RV_EVAL_DATA"):
+        if not Path(settings.data).is_dir():
+            raise RecipeError(f"{source}: eval.data: no such folder `{settings.data}`")
+        os.environ["RV_EVAL_DATA"] = str(Path(settings.data).resolve())
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
     needs_data = {b for t in settings.tasks for b in suite.benchmarks_of(t)} - {"humaneval"}
     if offline and needs_data and not os.environ.get("RV_EVAL_DATA"):
@@ -58,13 +64,24 @@ def settings_for(recipe: Recipe, source: str, overrides: dict) -> EvalSettings:
 def evaluate_recipe(path: Path, backend: runner.Backend, overrides: dict, reports_dir: Path,
                     command: str) -> Path:
     """Evaluate one recipe end to end; return its report folder."""
-    from rv_merge.evaluate.sandbox import isolation
-    from rv_merge.report import write_report
-
     started, wall = datetime.datetime.now(datetime.timezone.utc), time.monotonic()
     source = str(path)
     recipe = load_recipe(path)
-    settings = settings_for(recipe, source, overrides)
+    data_before = os.environ.get("RV_EVAL_DATA")
+    try:
+        settings = settings_for(recipe, source, overrides)  # may set RV_EVAL_DATA from eval.data
+        return _evaluate(path, recipe, settings, backend, reports_dir, command, started, wall)
+    finally:
+        if data_before is None:
+            os.environ.pop("RV_EVAL_DATA", None)
+
+
+def _evaluate(path: Path, recipe: Recipe, settings: EvalSettings, backend: runner.Backend,
+              reports_dir: Path, command: str, started: datetime.datetime, wall: float) -> Path:
+    from rv_merge.evaluate.sandbox import isolation
+    from rv_merge.report import write_report
+
+    source = str(path)
     references = {"target": recipe.target, "sft": recipe.source("sft"), "grpo": recipe.source("grpo")}
     fingerprints = {role: fingerprint_model(ref, source) for role, ref in references.items()}
     print(f"{path}: merging (or reusing the stored merge) ...", flush=True)

@@ -121,7 +121,7 @@ def job_key(job: Job, settings: EvalSettings, backend: Backend) -> str:
         "model": job.model.fingerprint,
         "task": job.task,
         "task_fingerprint": task_fingerprint(job.task),
-        "settings": settings.model_dump(mode="json", exclude={"tasks", "baselines", "think"}),
+        "settings": settings.model_dump(mode="json", exclude={"tasks", "baselines", "think", "data"}),
         "backend": [backend.name, backend.model_args, backend.dtype],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
