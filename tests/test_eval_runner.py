@@ -203,3 +203,20 @@ def test_offline_without_data_is_refused_before_any_work(workspace, monkeypatch,
     assert code == 2
     assert "need local data: pass --data DIR" in capsys.readouterr().err
     assert not (root / "elsewhere").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"data": "no/such/folder"}, "eval.data: no such folder `no/such/folder`"),
+    ({"tasks": ["rv_gsm8k_distracter"]}, "unknown task `rv_gsm8k_distracter`; did you mean `rv_gsm8k_distractor`?"),
+])
+def test_bad_eval_settings_are_refused_before_any_work(workspace, monkeypatch, capsys, change, message):
+    root, _, env = workspace
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("RV_EVAL_DATA", raising=False)
+    recipe = yaml.safe_load((root / "toy.yml").read_text())
+    recipe["eval"] = {**recipe["eval"], **change}
+    write_recipe(root / "bad.yml", recipe)
+    assert main(["eval", str(root / "bad.yml"), "--reports", str(root / "bad-reports")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (root / "bad-reports").exists()
