@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = commands.add_parser("tasks", help="list the evaluation tasks in evals/tasks")
     tasks.add_argument("--json", action="store_true", help="machine-readable output")
 
-    commands.add_parser("demo", help="offline: build toy models, check and merge recipes/toy-add.yml")
+    commands.add_parser("demo", help="offline: build toy models; check, merge and evaluate recipes/toy-add.yml")
 
     args = parser.parse_args(argv)
     try:

@@ -9,6 +9,7 @@ are random, so their scores say nothing about reasoning: they show the pipeline 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 TOY_DIR = Path("models/toy")
@@ -25,35 +26,19 @@ def run_demo() -> None:
         print(f"building toy target, SFT and GRPO models in {TOY_DIR} ...")
         build_toy_trio(TOY_DIR)
 
-    from rv_merge.cli import run_check
+    from rv_merge.cli import main, run_check
+    from rv_merge.demo_pair.model import chat_reply
     from rv_merge.merge import merge_file
 
     run_check(str(TOY_RECIPE))
     merge_file(str(TOY_RECIPE), str(TOY_OUTPUT), quiet=True)
     print(f"merged {TOY_RECIPE} -> {TOY_OUTPUT}")
-    print(f"sample from the merged model: {_generate(TOY_OUTPUT)!r}")
+    sample = chat_reply(TOY_OUTPUT, "Ana has 3 apples", max_new_tokens=8, skip_special_tokens=False)
+    print(f"sample from the merged model: {sample!r}")
     print(f"(the same merge with plain mergekit: mergekit-yaml {TOY_RECIPE} OUT)")
-
-    import os
-
-    from rv_merge.cli import main
-
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     code = main(["eval", str(TOY_RECIPE)])  # the recipe's eval.data: the sample data set
     if code:
         raise SystemExit(code)
 
-
-def _generate(folder: Path) -> str:
-    """Load the merged folder with transformers and greedily generate a few tokens."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder)
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Ana has 3 apples"}], add_generation_prompt=True, tokenize=False
-    )
-    inputs = tokenizer(prompt, return_tensors="pt")
-    output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
-    return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:])

@@ -45,8 +45,8 @@ def build_base_model(out: Path) -> Path:
     return out
 
 
-def check_generates(folder: Path, prompt: str = "What is 12 + 7?") -> str:
-    """Reload the folder and greedily answer a chat prompt; fail if nothing comes out."""
+def chat_reply(folder: Path, prompt: str, max_new_tokens: int, skip_special_tokens: bool = True) -> str:
+    """Reload a model folder and greedily answer one chat message."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -56,8 +56,13 @@ def check_generates(folder: Path, prompt: str = "What is 12 + 7?") -> str:
     text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                          add_generation_prompt=True)
     inputs = tokenizer(text, return_tensors="pt")
-    output = model.generate(**inputs, max_new_tokens=16, do_sample=False)
-    answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=skip_special_tokens)
+
+
+def check_generates(folder: Path, prompt: str = "What is 12 + 7?") -> str:
+    """Reload the folder and greedily answer a chat prompt; fail if nothing comes out."""
+    answer = chat_reply(folder, prompt, max_new_tokens=16)
     if not answer.strip():
         raise RuntimeError(f"{folder}: the model generated nothing")
     return answer

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import difflib
-import json
 import os
 import shlex
 import sys
@@ -124,16 +123,10 @@ def _evaluate(path: Path, recipe: Recipe, settings: EvalSettings, backend: runne
         "jobs_run": sum(not r.cached for r in results),
         "jobs_cached": sum(r.cached for r in results),
     }
-    _write_json(folder / "per_sample.json", per_sample)
-    _write_json(folder / "results.json", meta)
+    runner.write_json(folder / "per_sample.json", per_sample)
+    runner.write_json(folder / "results.json", meta)
     write_report(folder)
     return folder
-
-
-def _write_json(path: Path, data) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(temporary, path)
 
 
 def command_line() -> str:

@@ -116,11 +116,12 @@ def task_fingerprint(task: str) -> str:
     return digest.hexdigest()[:20]
 
 
-def job_key(job: Job, settings: EvalSettings, backend: Backend) -> str:
+def job_key(job: Job, settings: EvalSettings, backend: Backend, task_print: str) -> str:
+    """The cache key of one job; `task_print` is task_fingerprint(job.task)."""
     payload = {
         "model": job.model.fingerprint,
         "task": job.task,
-        "task_fingerprint": task_fingerprint(job.task),
+        "task_fingerprint": task_print,
         "settings": settings.model_dump(mode="json", exclude={"tasks", "baselines", "think", "data"}),
         "backend": [backend.name, backend.model_args, backend.dtype],
     }
@@ -140,14 +141,15 @@ def run_jobs(
     _quiet_libraries()
     task_manager = TaskManager(include_path=str(suite.tasks_root()), include_defaults=False)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    task_prints = {task: task_fingerprint(task) for task in {job.task for job in jobs}}
+    paths = [cache_dir / f"{job_key(job, settings, backend, task_prints[job.task])}.json" for job in jobs]
     results, loaded, started, done_times = [], {}, time.monotonic(), []
-    for index, job in enumerate(jobs, 1):
-        path = cache_dir / f"{job_key(job, settings, backend)}.json"
+    for index, (job, path) in enumerate(zip(jobs, paths), 1):
         if path.is_file():
             results.append(_load(job, path))
             progress(f"[{index}/{len(jobs)}] {job.name}: cached")
             continue
-        todo = sum(1 for j in jobs[index - 1:] if not (cache_dir / f"{job_key(j, settings, backend)}.json").is_file())
+        todo = sum(not p.is_file() for p in paths[index - 1:])
         eta = f", about {_duration(sum(done_times) / len(done_times) * todo)} left" if done_times else ""
         progress(f"[{index}/{len(jobs)}] {job.name}: running{eta}")
         if job.model.label not in loaded:
@@ -155,7 +157,7 @@ def run_jobs(
         begin = time.monotonic()
         output = _evaluate(loaded[job.model.label], job, backend, settings, task_manager)
         result = _collect(job, output, time.monotonic() - begin)
-        _write_atomically(path, _as_json(result))
+        write_json(path, _as_json(result))
         done_times.append(result.wall_s)
         results.append(result)
         progress(f"[{index}/{len(jobs)}] {job.name}: done in {_duration(result.wall_s)} "
@@ -238,9 +240,10 @@ def _load(job: Job, path: Path) -> JobResult:
                      details=data.get("details", {}))
 
 
-def _write_atomically(path: Path, data: dict) -> None:
+def write_json(path: Path, data) -> None:
+    """Write JSON under a temporary name, then rename: never a half-written file."""
     temporary = path.with_suffix(f".tmp{os.getpid()}")
-    temporary.write_text(json.dumps(data, sort_keys=True, default=_plain))
+    temporary.write_text(json.dumps(data, indent=1, sort_keys=True, default=_plain))
     os.replace(temporary, path)
 
 
