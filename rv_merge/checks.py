@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rv_merge.errors import RecipeError
 from rv_merge.recipe import Recipe
+from rv_merge.vectors.store import is_vector_folder, read_metadata
 
 ALLOW_PICKLE_ENV = "RV_MERGE_ALLOW_PICKLE"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
@@ -27,7 +28,7 @@ VOCAB_AXIS_SUFFIXES = ("embed_tokens.weight", HEAD)
 class ModelFiles:
     """What the checks know about one model, without loading its weights."""
 
-    role: str  # target, sft or grpo
+    role: str  # target, sft, grpo or vector
     reference: str  # as written in the recipe
     path: Path  # local folder (a Hub cache snapshot for Hub ids)
     config: object  # transformers.PretrainedConfig
@@ -43,7 +44,7 @@ def check_recipe(recipe: Recipe, source: str, allow_pickle: bool | None = None) 
     """Run every check on a validated recipe; return a line per check that passed."""
     if allow_pickle is None:
         allow_pickle = os.environ.get(ALLOW_PICKLE_ENV) == "1"
-    roles = {"target": recipe.target, "sft": recipe.source("sft"), "grpo": recipe.source("grpo")}
+    roles = {"target": recipe.target, **recipe.sources}
     models = [_read_model(role, ref, source, allow_pickle) for role, ref in roles.items()]
     lines = [
         f"ok   {m.label}{'' if Path(m.reference) == m.path else f' ({m.path})'}: "
@@ -63,7 +64,7 @@ def check_recipe(recipe: Recipe, source: str, allow_pickle: bool | None = None) 
     )
     _check_tying(target, source)
     tied = "tied" if getattr(target.config, "tie_word_embeddings", False) else "untied"
-    lines.append(f"ok   embeddings {tied} in all three, consistent with the weights")
+    lines.append(f"ok   embeddings {tied} in all {len(models)}, consistent with the weights")
     lines.append(_check_tokenizers(models, source, recipe.align_vocabularies))
     return lines
 
@@ -130,7 +131,11 @@ def _read_model(role: str, reference: str, source: str, allow_pickle: bool) -> M
     if not getattr(config, "architectures", None):
         raise RecipeError(f"{source}: {role} `{reference}`: config.json names no `architectures`")
     safetensors = sorted(path.glob("*.safetensors"))
-    if safetensors:
+    if is_vector_folder(path):
+        metadata = read_metadata(path)
+        tensors = {name: ("F64", tuple(info["shape"])) for name, info in metadata["tensors"].items()}
+        weights_format = f"rv vector, {metadata['encoding']}"
+    elif safetensors:
         tensors = read_safetensors_headers(safetensors)
         weights_format = "safetensors"
     elif _is_uncached_hub_id(reference, path):

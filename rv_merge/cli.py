@@ -1,4 +1,4 @@
-"""`rv`: the rv-merge command line (check, merge, eval, report, tasks, demo)."""
+"""`rv`: the rv-merge command line (check, merge, eval, report, tasks, vector, demo)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     tasks = commands.add_parser("tasks", help="list the evaluation tasks in evals/tasks")
     tasks.add_argument("--json", action="store_true", help="machine-readable output")
 
+    from rv_merge.vectors import commands as vector_commands
+
+    vector_commands.add_parser(commands)
+
     commands.add_parser("demo", help="offline: build toy models; check, merge and evaluate recipes/toy-add.yml")
 
     args = parser.parse_args(argv)
@@ -58,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             run_report(Path(args.reports))
         elif args.command == "tasks":
             run_tasks(as_json=args.json)
+        elif args.command == "vector":
+            vector_commands.run(args)
         elif args.command == "demo":
             from rv_merge.demo import run_demo
 

@@ -8,6 +8,8 @@ method it calls mergekit unchanged. For `reasoning_vector` it:
 2. checks that target, SFT and GRPO are compatible (configs, tokenizers, headers);
 3. merges into a staging folder next to OUT and renames it into place only on success,
    so a failure leaves no output behind and an earlier OUT untouched.
+
+It also teaches mergekit's loader to read vector folders (rv_merge.vectors.loading).
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from typing import Callable
 
 from rv_merge.checks import check_recipe
 from rv_merge.recipe import METHOD_NAME, Recipe, parse_yaml, validate_recipe
+from rv_merge.vectors.loading import install_vector_loading
 
 LOG = logging.getLogger("rv_merge")
 
 
 def install_guard(merge_module) -> None:
     """Replace `merge_module.run_merge` with the guarded version (idempotent)."""
+    install_vector_loading()
     original = merge_module.run_merge
     if getattr(original, "rv_merge_guarded", False):
         return

@@ -37,28 +37,33 @@ BLOCK_ELEMENTS = 1 << 16
     pretty_name="Reasoning Vector",
     reference_url="https://arxiv.org/abs/2509.01363",
     contract=InputContract(
-        base=BasePolicy.REQUIRED, min_inputs=3, max_inputs=3, min_non_base=2, max_non_base=2
+        base=BasePolicy.REQUIRED, min_inputs=2, max_inputs=3, min_non_base=1, max_non_base=2
     ),
 )
 def reasoning_vector(
     group: TensorGroup,
-    role: PerNonBase[Literal["sft", "grpo"]],
+    role: PerNonBase[Literal["sft", "grpo", "vector"]],
     alpha: float,
     sign: Literal[1, -1] = 1,
 ) -> torch.Tensor:
+    """target + sign * alpha * v, where v is GRPO - SFT, or a stored vector (role: vector)."""
     target = group.base.tensor
     by_role = {role[entry.id]: entry for entry in group.non_base}
-    if set(by_role) != {"sft", "grpo"}:
+    if set(by_role) not in ({"sft", "grpo"}, {"vector"}):
         raise RecipeError(
-            f"tensor {group.metadata.name}: the two models need roles sft and grpo, "
-            f"got {sorted(role.values())}"
+            f"tensor {group.metadata.name}: the sources need roles sft and grpo, or one "
+            f"role vector; got {sorted(role.values())}"
         )
-    sft, grpo = by_role["sft"].tensor, by_role["grpo"].tensor
-    merged = apply_vector(target, sft, grpo, sign * alpha)
+    if "vector" in by_role:
+        plus, minus = by_role["vector"].tensor, None
+    else:
+        plus, minus = by_role["grpo"].tensor, by_role["sft"].tensor
+    merged = apply_vector(target, sign * alpha, plus, minus)
     # A NaN or Inf in any input makes the result non-finite, except where alpha = 0 returns
     # the target as it is; a sum screens cheaply (isfinite itself is slow on CPU), and the
     # exact checks run only when a screen fails.
-    screened = (merged, sft, grpo) if sign * alpha == 0 else (merged,)
+    sources = [t for t in (plus, minus) if t is not None]
+    screened = (merged, *sources) if sign * alpha == 0 else (merged,)
     if not all(_sum_is_finite(t) for t in screened):
         _refuse_non_finite(group, merged, sign * alpha)
     return merged
@@ -85,9 +90,12 @@ def _refuse_non_finite(group: TensorGroup, merged: torch.Tensor, coefficient: fl
 
 
 def apply_vector(
-    target: torch.Tensor, sft: torch.Tensor, grpo: torch.Tensor, coefficient: float
+    target: torch.Tensor, coefficient: float, plus: torch.Tensor, minus: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """target + coefficient * (grpo - sft), computed in float64, rounded once to target.dtype.
+    """target + coefficient * (plus - minus), computed in float64, rounded once to target.dtype.
+
+    `plus`, `minus` are GRPO and SFT; or `plus` is a stored vector and `minus` is None. A
+    vector that holds the float64 difference GRPO - SFT exactly gives the same bits as the pair.
 
     Works a block at a time in two reused float64 buffers, with same-dtype in-place
     operations (mixed-dtype operations are several times slower on CPU).
@@ -95,7 +103,8 @@ def apply_vector(
     if coefficient == 0:
         return target.clone()  # bit for bit, including the sign of zeros
     out = torch.empty(target.shape, dtype=target.dtype, device=target.device)
-    flat_out, flat_t, flat_s, flat_g = (x.reshape(-1) for x in (out, target, sft, grpo))
+    flat_out, flat_t, flat_plus = (x.reshape(-1) for x in (out, target, plus))
+    flat_minus = None if minus is None else minus.reshape(-1)
     size = min(BLOCK_ELEMENTS, flat_t.numel())
     result, other = (torch.empty(size, dtype=torch.float64, device=target.device) for _ in range(2))
     redo_index, redo_values = [], []
@@ -103,8 +112,9 @@ def apply_vector(
         block = slice(start, start + BLOCK_ELEMENTS)
         n = flat_t[block].numel()
         x, y = result[:n], other[:n]
-        x.copy_(flat_g[block])
-        x.sub_(y.copy_(flat_s[block]))
+        x.copy_(flat_plus[block])
+        if flat_minus is not None:
+            x.sub_(y.copy_(flat_minus[block]))
         if coefficient != 1:
             x.mul_(coefficient)  # coefficient 1 would be exact anyway
         x.add_(y.copy_(flat_t[block]))

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from rv_merge.errors import RecipeError
 
 METHOD_NAME = "reasoning_vector"
-ROLES = ("sft", "grpo")
+ROLES = ("sft", "grpo", "vector")
 
 # Keys mergekit knows that a reasoning_vector recipe refuses, with the reason and the fix.
 REFUSED_KEYS = {
@@ -35,7 +35,7 @@ class _Strict(BaseModel):
 
 
 class ModelParameters(_Strict):
-    role: Literal["sft", "grpo"]
+    role: Literal["sft", "grpo", "vector"]
 
 
 class SourceModel(_Strict):
@@ -116,6 +116,22 @@ class EvalSettings(_Strict):
     batch_size: int = 1
     apply_chat_template: bool = False
     data: Optional[str] = None  # offline data folder (RV_EVAL_DATA), unless that is set already
+    # An alpha sweep: each value is evaluated by rewriting one loaded model in place (no model
+    # written). Declared here because a list under `parameters.alpha` is a per-layer gradient.
+    alphas: Optional[list[float]] = None
+
+    @field_validator("alphas", mode="before")
+    @classmethod
+    def _alphas(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        if not isinstance(value, list) or not value:
+            raise ValueError("must be a list of numbers, e.g. [0, 0.25, 0.5, 1, 1.5]")
+        for i, item in enumerate(value):
+            _finite_number(item, f"alphas[{i}]")
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists an alpha twice: {value}")
+        return value
 
     @field_validator("limit", "max_gen_toks", "batch_size")
     @classmethod
@@ -142,8 +158,13 @@ class Recipe(_Strict):
     def target(self) -> str:
         return self.base_model
 
-    def source(self, role: str) -> str:
-        return next(m.model for m in self.models if m.parameters.role == role)
+    def source(self, role: str) -> Optional[str]:
+        return next((m.model for m in self.models if m.parameters.role == role), None)
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """role -> model reference: {sft, grpo} for a pair, {vector} for a vector folder."""
+        return {m.parameters.role: m.model for m in self.models}
 
     @property
     def align_vocabularies(self) -> bool:
@@ -209,29 +230,23 @@ def validate_recipe(data: Any, source: str) -> Recipe:
 
 
 def _check_roles(models: Any, source: str) -> None:
-    if not isinstance(models, list):
-        raise RecipeError(
-            f"{source}: `models` must list two models, one with `parameters: {{role: sft}}` "
-            "and one with `parameters: {role: grpo}`"
-        )
-    if len(models) != 2:
-        raise RecipeError(
-            f"{source}: `models` lists {len(models)} models; a reasoning_vector recipe takes "
-            "exactly two (role: sft and role: grpo); the target goes in `base_model`"
-        )
+    usage = ("`models` lists the pair (one model with `parameters: {role: sft}`, one with "
+             "`parameters: {role: grpo}`) or one vector folder with `parameters: {role: vector}`")
+    if not isinstance(models, list) or not models:
+        raise RecipeError(f"{source}: {usage}")
     roles = []
     for i, entry in enumerate(models):
         params = entry.get("parameters") if isinstance(entry, dict) else None
         role = params.get("role") if isinstance(params, dict) else None
         if role not in ROLES:
             raise RecipeError(
-                f"{source}: models[{i}] has role {role!r}; set `parameters: {{role: sft}}` "
-                "or `parameters: {role: grpo}`"
+                f"{source}: models[{i}] has role {role!r}; set `parameters: {{role: sft}}`, "
+                "`{role: grpo}` or `{role: vector}`"
             )
         roles.append(role)
-    if roles[0] == roles[1]:
+    if sorted(roles) not in (["grpo", "sft"], ["vector"]):
         raise RecipeError(
-            f"{source}: both models have role {roles[0]}; one must be sft and the other grpo"
+            f"{source}: `models` has roles {roles}; {usage} (the target goes in `base_model`)"
         )
 
 

@@ -148,10 +148,12 @@ def write_report(folder: Path) -> None:
     results = Results(folder)
     variants = {t.task: (t.base, t.perturbation) for t in suite.list_tasks() if t.kind == "rv_adversarial"}
     variants.update({g.name: (g.base, g.perturbation) for g in suite.list_groups() if g.kind == "rv_adversarial"})
-    rows, robust = comparison_rows(results), robustness_rows(results, variants)
-    (folder / "report.md").write_text(_markdown(results.meta, rows, robust), encoding="utf-8")
+    rows, robust, sweep = comparison_rows(results), robustness_rows(results, variants), sweep_rows(results)
+    (folder / "report.md").write_text(_markdown(results.meta, rows, robust, sweep), encoding="utf-8")
     _plot_deltas(rows, folder / "deltas.png")
     _plot_robustness(robust, folder / "robustness.png")
+    if sweep:
+        _plot_sweep(sweep, folder / "sweep.png")
 
 
 def _fmt(estimate: Estimate | None, signed: bool = False) -> str:
@@ -167,13 +169,64 @@ def _fmt(estimate: Estimate | None, signed: bool = False) -> str:
     return f"{value} ± {estimate.stderr:.3f}"
 
 
-def _markdown(meta: dict, rows: list[dict], robust: list[dict]) -> str:
+def describe_source(meta: dict) -> str:
+    """`(GRPO - SFT)` for a pair; the vector file, its encoding and size for a vector."""
+    models = meta["models"]
+    vector = meta.get("vector")
+    if not vector:
+        return f"({models['grpo']['reference']} - {models['sft']['reference']})"
+    settings = ", ".join(f"{k} {v}" for k, v in vector["compression"].items())
+    error = f", relative error {vector['relative_error']:.3f} vs its source" if vector["compression"] else ""
+    return (f"vector `{models['vector']['reference']}` ({vector['encoding']}{': ' + settings if settings else ''}, "
+            f"{vector['size_bytes'] / 2**20:.1f} MiB{error})")
+
+
+def sweep_rows(results: Results) -> list[dict]:
+    """Main metric per task and alpha, with the paired delta against the target."""
+    rows = []
+    for task in results.meta["settings"]["tasks"]:
+        metric = main_metric(results.metrics(task))
+        target = results.scores("target", task, metric)
+        for label, alpha in sorted(results.meta.get("sweep", {}).items(), key=lambda item: item[1]):
+            scores = results.scores(label, task, metric)
+            if not scores:
+                continue
+            delta = paired_delta(target, scores) if target and len(target) == len(scores) else None
+            rows.append({"task": task, "metric": metric, "alpha": alpha, "score": mean_estimate(scores),
+                         "delta": delta, "target": mean_estimate(target) if target else None})
+    return rows
+
+
+def _plot_sweep(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for index, task in enumerate(dict.fromkeys(r["task"] for r in rows)):
+        mine = [r for r in rows if r["task"] == task]
+        color = f"C{index}"
+        ax.errorbar([r["alpha"] for r in mine], [r["score"].value for r in mine],
+                    yerr=[Z95 * (r["score"].stderr or 0) for r in mine], marker="o", capsize=3, color=color,
+                    label=task)
+        if mine[0]["target"]:
+            ax.axhline(mine[0]["target"].value, color=color, linestyle=":", linewidth=1)
+    ax.set_xlabel("alpha (dotted: the target)")
+    ax.set_ylabel("score (main metric), 95% interval")
+    ax.set_title("Accuracy against alpha")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _markdown(meta: dict, rows: list[dict], robust: list[dict], sweep: list[dict]) -> str:
     recipe = meta["recipe"]
     lines = [
         f"# rv-merge report: {meta['name']}", "",
         f"Recipe `{meta['recipe_file']}`: {recipe['base_model']} {'+' if recipe['parameters']['sign'] == 1 else '-'} "
-        f"alpha * ({meta['models']['grpo']['reference']} - {meta['models']['sft']['reference']}), "
-        f"alpha = {recipe['parameters']['alpha']}.", "",
+        f"alpha * {describe_source(meta)}, alpha = {recipe['parameters']['alpha']}.", "",
         "Scores are means over documents ± standard error. Deltas are paired over the same documents "
         "(merged or GRPO minus the target) with 95% intervals; `*` marks an interval that excludes zero. "
         "With few documents the intervals are wide and the normal approximation is rough: read "
@@ -199,8 +252,16 @@ def _markdown(meta: dict, rows: list[dict], robust: list[dict]) -> str:
             cells.append(f"{_fmt(clean)} → {_fmt(perturbed)} ({_fmt(drop, True)})")
         lines.append(f"| {row['variant']} | {row['perturbation']} | {cells[0]} | {cells[1]} | "
                      f"{_fmt(row['gain clean'], True)} | {_fmt(row['gain variant'], True)} | {row['survives']} |")
-    lines += ["", "![deltas](deltas.png)", "", "![robustness](robustness.png)", "",
-              "## How it was run", ""]
+    lines += ["", "![deltas](deltas.png)", "", "![robustness](robustness.png)", ""]
+    if sweep:
+        lines += ["## Alpha sweep (main metric)", "",
+                  "Every alpha evaluated on the same documents, each by rewriting one loaded model's weights "
+                  "in place to the merge for that alpha (bit for bit what `mergekit-yaml` writes); Δ is "
+                  "paired against the target.", "",
+                  "| task | alpha | score | Δ − target [95% CI] |", "|---|---|---|---|"]
+        lines += [f"| {r['task']} | {r['alpha']:g} | {_fmt(r['score'])} | {_fmt(r['delta'], True)} |" for r in sweep]
+        lines += ["", "![alpha sweep](sweep.png)", ""]
+    lines += ["## How it was run", ""]
     settings = meta["settings"]
     lines += [
         f"- Command: `{meta['command']}`",
@@ -274,28 +335,39 @@ def _plot_robustness(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _short_source(meta: dict) -> str:
+    """The index's vector column: the pair, or the vector file's encoding and size."""
+    sign = "+" if meta["recipe"]["parameters"]["sign"] == 1 else "−"
+    vector = meta.get("vector")
+    if not vector:
+        return f"{sign} pair difference"
+    settings = ", ".join(f"{k} {v}" for k, v in vector["compression"].items())
+    return f"{sign} {vector['encoding']}{' (' + settings + ')' if settings else ''}, {vector['size_bytes'] / 2**20:.1f} MiB"
+
+
 def write_index(reports_dir: Path) -> None:
     """reports/README.md and reports/index.html: every recipe's main deltas side by side."""
     folders = sorted(p.parent for p in reports_dir.glob("*/results.json"))
     table = []
     for folder in folders:
         results = Results(folder)
+        source = _short_source(results.meta)
         for row in comparison_rows(results):
             if row["main"]:
-                table.append((folder.name, row["task"], row["metric"], row["target"], row["merged"],
+                table.append((folder.name, source, row["task"], row["metric"], row["target"], row["merged"],
                               row.get("delta merged")))
-    header = ["recipe", "task", "metric", "target", "merged", "Δ merged − target [95% CI]"]
+    header = ["recipe", "vector", "task", "metric", "target", "merged", "Δ merged − target [95% CI]"]
     lines = ["# rv-merge reports", "", "Each recipe's main metric per task; details in each folder's "
              "report.md. `*`: the 95% interval excludes zero.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, task, metric, target, merged, delta in table:
-        lines.append(f"| [{name}]({name}/report.md) | {task} | {metric} | {_fmt(target)} | {_fmt(merged)} | "
-                     f"{_fmt(delta, True)} |")
+    for name, source, task, metric, target, merged, delta in table:
+        lines.append(f"| [{name}]({name}/report.md) | {source} | {task} | {metric} | {_fmt(target)} | "
+                     f"{_fmt(merged)} | {_fmt(delta, True)} |")
     (reports_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     cells = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
-            name, task, metric, _fmt(target), _fmt(merged), _fmt(delta, True))) + "</tr>"
-        for name, task, metric, target, merged, delta in table)
+            name, source, task, metric, _fmt(target), _fmt(merged), _fmt(delta, True))) + "</tr>"
+        for name, source, task, metric, target, merged, delta in table)
     (reports_dir / "index.html").write_text(
         "<!doctype html><meta charset='utf-8'><title>rv-merge reports</title>"
         "<style>body{font-family:sans-serif}td,th{padding:2px 8px;border-bottom:1px solid #ddd}</style>"

@@ -59,7 +59,7 @@ def test_tie_that_float32_double_rounding_gets_wrong(dtype):
     grpo = torch.tensor([ulp / 2], dtype=dtype)
     coefficient = 1 + 2.0**-32
     assert torch.tensor([1 + ulp / 2 * coefficient], dtype=torch.float64).to(dtype).item() == 1.0
-    assert apply_vector(target, sft, grpo, coefficient).item() == 1 + ulp
+    assert apply_vector(target, coefficient, grpo, sft).item() == 1 + ulp
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
@@ -68,7 +68,7 @@ def test_random_tensors_match_reference(dtype):
     target, sft = (torch.randn(300, 70, generator=generator).to(dtype) for _ in range(2))
     grpo = (sft.double() + 1e-3 * torch.randn(300, 70, generator=generator, dtype=torch.float64)).to(dtype)
     for coefficient in (1.0, -1.0, 0.37, -2.5):
-        assert_bit_identical(apply_vector(target, sft, grpo, coefficient),
+        assert_bit_identical(apply_vector(target, coefficient, grpo, sft),
                              reference(target, sft, grpo, coefficient, dtype), f"{coefficient}")
 
 
@@ -78,7 +78,7 @@ def test_blocks_cover_the_whole_tensor(monkeypatch):
     monkeypatch.setattr(rv_merge.method, "BLOCK_ELEMENTS", 1000)  # 21 blocks, last one partial
     generator = torch.Generator().manual_seed(3)
     target, sft, grpo = (torch.randn(207, 101, generator=generator).to(torch.bfloat16) for _ in range(3))
-    assert_bit_identical(apply_vector(target, sft, grpo, 0.8),
+    assert_bit_identical(apply_vector(target, 0.8, grpo, sft),
                          reference(target, sft, grpo, 0.8, torch.bfloat16))
 
 
@@ -86,7 +86,7 @@ def test_alpha_zero_returns_target_bits_including_negative_zero():
     target = torch.tensor([-0.0, 1.5, -3.25], dtype=torch.bfloat16)
     sft = torch.tensor([1.0, 2.0, 3.0], dtype=torch.bfloat16)
     grpo = torch.tensor([2.0, 5.0, -1.0], dtype=torch.bfloat16)
-    out = apply_vector(target, sft, grpo, 0.0)
+    out = apply_vector(target, 0.0, grpo, sft)
     assert_bit_identical(out, target)
     assert torch.signbit(out[0])
 

@@ -15,7 +15,9 @@ from rv_merge.checks import locate_model
 from rv_merge.errors import RecipeError
 from rv_merge.evaluate import runner, suite
 from rv_merge.recipe import EvalSettings, Recipe, load_recipe
-from rv_merge.store import fingerprint_model, merged_model, store_root
+from rv_merge.evaluate.sweep import InMemoryMerge, sweep_label
+from rv_merge.store import fingerprint_model, merge_key, merged_model, store_root
+from rv_merge.vectors.store import read_metadata, size_on_disk
 
 HUB_DATA = "the standard datasets on the Hugging Face Hub"
 
@@ -46,6 +48,12 @@ def settings_for(recipe: Recipe, source: str, overrides: dict) -> EvalSettings:
             close = difflib.get_close_matches(task, sorted(known), n=1)
             hint = f"did you mean `{close[0]}`?" if close else "`rv tasks` lists them"
             raise RecipeError(f"{source}: eval.tasks: unknown task `{task}`; {hint}")
+    if settings.alphas and isinstance(recipe.parameters.alpha, list):
+        raise RecipeError(f"{source}: eval.alphas sweeps one alpha for all layers; parameters.alpha "
+                          "is a per-layer gradient here: make it a number")
+    if settings.alphas and recipe.parameters.alpha not in settings.alphas:
+        raise RecipeError(f"{source}: eval.alphas {settings.alphas} must include the recipe's "
+                          f"parameters.alpha ({recipe.parameters.alpha}), the point reported as `merged`")
     if settings.data and not os.environ.get("RV_EVAL_DATA"):
         if not Path(settings.data).is_dir():
             raise RecipeError(f"{source}: eval.data: no such folder `{settings.data}`")
@@ -69,6 +77,9 @@ def evaluate_recipe(path: Path, backend: runner.Backend, overrides: dict, report
     data_before = os.environ.get("RV_EVAL_DATA")
     try:
         settings = settings_for(recipe, source, overrides)  # may set RV_EVAL_DATA from eval.data
+        if settings.alphas and backend.name != "hf":
+            raise RecipeError(f"{source}: eval.alphas runs in memory with the hf backend; "
+                              f"with {backend.name}, write one recipe per alpha")
         return _evaluate(path, recipe, settings, backend, reports_dir, command, started, wall)
     finally:
         if data_before is None:
@@ -81,14 +92,30 @@ def _evaluate(path: Path, recipe: Recipe, settings: EvalSettings, backend: runne
     from rv_merge.report import write_report
 
     source = str(path)
-    references = {"target": recipe.target, "sft": recipe.source("sft"), "grpo": recipe.source("grpo")}
+    references = {"target": recipe.target, **recipe.sources}
     fingerprints = {role: fingerprint_model(ref, source) for role, ref in references.items()}
-    print(f"{path}: merging (or reusing the stored merge) ...", flush=True)
-    merged_path, merged_now = merged_model(recipe, source, fingerprints)
+    inputs = dict(fingerprints)  # what the merged weights depend on
+    if "grpo" in settings.baselines and "grpo" not in references:
+        references["grpo"] = _vector_grpo(recipe, source)
+        fingerprints["grpo"] = fingerprint_model(references["grpo"], source)
     models = {label: runner.ModelUnderTest(label, locate_model(references[label], source), fingerprints[label])
-              for label in ("target", "grpo")}
-    models["merged"] = runner.ModelUnderTest("merged", merged_path, merged_path.name)
+              for label in ("target", "grpo") if label in references}
+    sweep = {}
+    if settings.alphas:
+        print(f"{path}: alpha sweep {settings.alphas}, evaluated in memory (no model written)", flush=True)
+        merge, target_path = InMemoryMerge(recipe, source), models["target"].path
+        for alpha in settings.alphas:
+            label = "merged" if alpha == recipe.parameters.alpha else sweep_label(alpha)
+            models[label] = runner.ModelUnderTest(label, target_path, merge_key(_with_alpha(recipe, alpha), inputs),
+                                                  merge, recipe.parameters.sign * alpha)
+            sweep[label] = alpha
+        merged_path, merged_now = None, False
+    else:
+        print(f"{path}: merging (or reusing the stored merge) ...", flush=True)
+        merged_path, merged_now = merged_model(recipe, source, inputs)
+        models["merged"] = runner.ModelUnderTest("merged", merged_path, merged_path.name)
     jobs = runner.plan_jobs(settings, models)
+    jobs += [runner.Job(models[label], task) for label in sweep if label != "merged" for task in settings.tasks]
     results = runner.run_jobs(jobs, settings, backend, store_root() / "results")
 
     folder = reports_dir / path.stem
@@ -103,12 +130,13 @@ def _evaluate(path: Path, recipe: Recipe, settings: EvalSettings, backend: runne
         "settings": settings.model_dump(mode="json"),
         "think_tasks": {t: think[t] for t in settings.tasks if settings.think and t in think},
         "models": {
-            **{label: {"reference": references[label], "path": str(models[label].path),
-                       "fingerprint": fingerprints[label]} for label in ("target", "grpo")},
-            "sft": {"reference": references["sft"], "fingerprint": fingerprints["sft"]},
-            "merged": {"reference": "store", "path": str(merged_path), "fingerprint": merged_path.name,
-                       "merged_in_this_run": merged_now},
+            **{role: {"reference": ref, "path": str(locate_model(ref, source)), "fingerprint": fingerprints[role]}
+               for role, ref in references.items()},
+            "merged": {"reference": "in memory" if sweep else "store", "path": str(merged_path or "-"),
+                       "fingerprint": models["merged"].fingerprint, "merged_in_this_run": merged_now},
         },
+        "vector": _vector_summary(recipe, source),
+        "sweep": {label: alpha for label, alpha in sweep.items()},
         "backend": {"name": backend.name, "model_args": backend.model_args, "dtype": backend.dtype,
                     "device": backend.device},
         "results": [{"model": r.job.model.label, "task": r.job.task, "metrics": r.metrics,
@@ -127,6 +155,31 @@ def _evaluate(path: Path, recipe: Recipe, settings: EvalSettings, backend: runne
     runner.write_json(folder / "results.json", meta)
     write_report(folder)
     return folder
+
+
+def _with_alpha(recipe: Recipe, alpha: float) -> Recipe:
+    return recipe.model_copy(update={"parameters": recipe.parameters.model_copy(update={"alpha": alpha})})
+
+
+def _vector_grpo(recipe: Recipe, source: str) -> str:
+    """The GRPO model a vector was extracted from, as a baseline (it must still be on disk)."""
+    vector = locate_model(recipe.source("vector"), source)
+    recorded = read_metadata(vector).get("sources", {}).get("grpo", {}).get("path")
+    if not recorded or not Path(recorded).is_dir():
+        raise RecipeError(f"{source}: eval.baselines lists grpo, but the GRPO model of vector {vector} "
+                          f"({recorded or 'not recorded'}) is not on disk; set `baselines: [target]`")
+    return recorded
+
+
+def _vector_summary(recipe: Recipe, source: str) -> dict | None:
+    """What the report says about a vector source: encoding, size, reconstruction error."""
+    if recipe.source("vector") is None:
+        return None
+    folder = locate_model(recipe.source("vector"), source)
+    metadata = read_metadata(folder)
+    compression = {k: v for k, v in (metadata.get("compression") or {}).items() if v is not None and k != "inputs"}
+    return {"path": str(folder), "encoding": metadata["encoding"], "compression": compression,
+            "size_bytes": size_on_disk(folder), "relative_error": metadata.get("relative_error", 0.0)}
 
 
 def command_line() -> str:

@@ -28,9 +28,13 @@ BACKENDS = ("hf", "vllm", "local-completions")
 
 @dataclass(frozen=True)
 class ModelUnderTest:
-    label: str  # "target", "grpo" or "merged"
+    label: str  # "target", "grpo", "merged" or a sweep point "alpha=0.5"
     path: Path
     fingerprint: str
+    # In-memory merges (alpha sweeps): `path` is the target; its loaded weights are
+    # overwritten with target + coefficient * v (see rv_merge.evaluate.sweep).
+    merge: object = None  # an InMemoryMerge
+    coefficient: float | None = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,7 @@ def job_key(job: Job, settings: EvalSettings, backend: Backend, task_print: str)
         "model": job.model.fingerprint,
         "task": job.task,
         "task_fingerprint": task_print,
-        "settings": settings.model_dump(mode="json", exclude={"tasks", "baselines", "think", "data"}),
+        "settings": settings.model_dump(mode="json", exclude={"tasks", "baselines", "think", "data", "alphas"}),
         "backend": [backend.name, backend.model_args, backend.dtype],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
@@ -153,7 +157,7 @@ def run_jobs(
         eta = f", about {_duration(sum(done_times) / len(done_times) * todo)} left" if done_times else ""
         progress(f"[{index}/{len(jobs)}] {job.name}: running{eta}")
         if job.model.label not in loaded:
-            loaded = {job.model.label: _model(job.model, backend, settings)}  # one model in memory
+            loaded = _switch_model(job.model, loaded, backend, settings)
         begin = time.monotonic()
         output = _evaluate(loaded[job.model.label], job, backend, settings, task_manager)
         result = _collect(job, output, time.monotonic() - begin)
@@ -175,6 +179,19 @@ def _quiet_libraries() -> None:
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
+
+
+def _switch_model(model: ModelUnderTest, loaded: dict, backend: Backend, settings: EvalSettings) -> dict:
+    """One model in memory. An in-memory merge reuses a loaded copy of its target (rewriting
+    the weights) instead of loading anything."""
+    if model.merge is None:
+        return {model.label: _model(model, backend, settings)}
+    previous = next(iter(loaded.values()), None)
+    if getattr(previous, "rv_target_path", None) != model.path:
+        previous = _model(model, backend, settings)
+        previous.rv_target_path = model.path
+    model.merge.apply(previous.model, model.coefficient)
+    return {model.label: previous}
 
 
 def _model(model: ModelUnderTest, backend: Backend, settings: EvalSettings):

@@ -1,0 +1,1 @@
+"""Reasoning vectors as files: extract, compress, export as LoRA, inspect."""

@@ -1,0 +1,157 @@
+"""`rv vector ...`: the command-line side of rv_merge.vectors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rv_merge.errors import RecipeError
+
+
+def add_parser(commands) -> None:
+    vector = commands.add_parser("vector", help="reasoning vectors as files: extract, compress, lora, info")
+    sub = vector.add_subparsers(dest="vector_command", required=True)
+
+    extract = sub.add_parser("extract", help="write GRPO - SFT (exact by default) as a vector folder")
+    extract.add_argument("recipe", nargs="?", help="a pair recipe (its sft and grpo models)")
+    extract.add_argument("--sft", help="SFT model folder or Hub id (instead of a recipe)")
+    extract.add_argument("--grpo", help="GRPO model folder or Hub id (instead of a recipe)")
+    extract.add_argument("--out", required=True, help="vector folder to write")
+    extract.add_argument("--dtype", default="auto", help="auto (exact, default), float32, bfloat16, float16, float64")
+
+    compress = sub.add_parser("compress", help="magnitude pruning, DARE or low-rank factorization")
+    compress.add_argument("vector")
+    compress.add_argument("--out", required=True)
+    compress.add_argument("--method", required=True, choices=["magnitude", "dare", "lowrank"])
+    compress.add_argument("--keep", type=float, help="magnitude/dare: fraction of entries kept")
+    compress.add_argument("--rank", type=int, help="lowrank: rank of every matrix")
+    compress.add_argument("--energy", type=float, help="lowrank: share of sum(s^2) to keep, per matrix")
+    compress.add_argument("--seed", type=int, default=0, help="dare: seed of the random drop")
+
+    combine = sub.add_parser("combine", help="TIES: trim, elect signs and average several vectors")
+    combine.add_argument("vectors", nargs="+")
+    combine.add_argument("--out", required=True)
+    combine.add_argument("--keep", type=float, default=0.2, help="fraction kept of each vector before election")
+
+    lora = sub.add_parser("lora", help="export a low-rank vector as a PEFT LoRA adapter")
+    lora.add_argument("vector")
+    lora.add_argument("--out", required=True)
+    lora.add_argument("--scale", type=float, default=1.0, help="sign * alpha folded into the adapter")
+    lora.add_argument("--base-model", default="", help="base_model_name_or_path written in adapter_config.json")
+
+    info = sub.add_parser("info", help="norms per layer and module; cosine and sign agreement with another vector")
+    info.add_argument("vector")
+    info.add_argument("--compare", help="a second vector folder")
+    info.add_argument("--target", help="target model folder: norms relative to its weights")
+    info.add_argument("--plot", help="write a PNG plot here")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+
+    for parser in (extract, compress, combine, lora):
+        parser.add_argument("--force", action="store_true", help="replace an existing --out")
+
+
+def run(args: argparse.Namespace) -> None:
+    if hasattr(args, "force"):
+        _refuse_existing(Path(args.out), args.force)
+    command = args.vector_command
+    if command == "extract":
+        run_extract(args)
+    elif command == "compress":
+        from rv_merge.vectors.compress import compress_vector
+
+        _require_vector(args.vector)
+        result = compress_vector(Path(args.vector), Path(args.out), args.method, keep=args.keep,
+                                 rank=args.rank, energy=args.energy, seed=args.seed)
+        _print_compression(result, Path(args.vector), Path(args.out))
+    elif command == "combine":
+        from rv_merge.vectors.compress import combine_ties
+
+        for vector in args.vectors:
+            _require_vector(vector)
+        result = combine_ties([Path(v) for v in args.vectors], Path(args.out), args.keep)
+        _print_compression(result, Path(args.vectors[0]), Path(args.out))
+    elif command == "lora":
+        from rv_merge.vectors.lora import export_lora
+
+        _require_vector(args.vector)
+        summary = export_lora(Path(args.vector), Path(args.out), args.scale, args.base_model)
+        size = sum(p.stat().st_size for p in Path(args.out).iterdir())
+        print(f"wrote {args.out}: PEFT LoRA, r={summary['rank']}, {summary['lora_tensors']} linear layers "
+              f"({', '.join(summary['modules'])}), {size / 2**20:.1f} MiB")
+        print(f"not in the adapter: {len(summary['left_out'])} tensors (norms, biases, embeddings), "
+              f"{summary['left_out_norm_share']:.2%} of the vector's squared norm; listed in {args.out}/README.md")
+    elif command == "info":
+        run_info(args)
+
+
+def run_extract(args: argparse.Namespace) -> None:
+    from rv_merge.checks import locate_model
+    from rv_merge.store import fingerprint_folder
+    from rv_merge.vectors.extract import extract_vector
+
+    if args.recipe and (args.sft or args.grpo):
+        raise RecipeError("give a recipe or --sft and --grpo, not both")
+    if args.recipe:
+        from rv_merge.recipe import load_recipe
+
+        recipe = load_recipe(args.recipe)
+        if "vector" in recipe.sources:
+            raise RecipeError(f"{args.recipe}: its source is already a vector ({recipe.source('vector')})")
+        references, source = {"sft": recipe.source("sft"), "grpo": recipe.source("grpo")}, args.recipe
+    elif args.sft and args.grpo:
+        references, source = {"sft": args.sft, "grpo": args.grpo}, "rv vector extract"
+    else:
+        raise RecipeError("give a pair recipe, or both --sft DIR and --grpo DIR")
+    paths = {role: locate_model(reference, source) for role, reference in references.items()}
+    sources = {role: {"reference": references[role], "path": str(paths[role].resolve()),
+                      "fingerprint": fingerprint_folder(paths[role])} for role in paths}
+    metadata = extract_vector(paths["sft"], paths["grpo"], Path(args.out), args.dtype, sources)
+    dtypes = sorted({t["dtype"] for t in metadata["tensors"].values()})
+    rounding = metadata["rounding"]
+    exactness = ("exact: every stored value equals the float64 difference" if rounding["exact"]
+                 else f"rounded to {args.dtype}: relative error {rounding['relative_error']:.3g}")
+    print(f"wrote {args.out}: {len(metadata['tensors'])} tensors ({', '.join(dtypes)}), "
+          f"{(Path(args.out) / 'vector.safetensors').stat().st_size / 2**20:.1f} MiB; {exactness}")
+
+
+def run_info(args: argparse.Namespace) -> None:
+    from rv_merge.vectors.info import format_info, plot_info, vector_info
+
+    for folder in filter(None, (args.vector, args.compare)):
+        _require_vector(folder)
+    if args.target and not Path(args.target).is_dir():
+        raise RecipeError(f"--target {args.target}: no such model folder")
+    other = Path(args.compare) if args.compare else None
+    info = vector_info(Path(args.vector), other, Path(args.target) if args.target else None)
+    if args.json:
+        print(json.dumps({"size_bytes": info.size_bytes, "layers": info.layers, "modules": info.modules,
+                          "total": info.total}, indent=1))
+    else:
+        print(format_info(info, Path(args.vector), other))
+    if args.plot:
+        plot_info(info, Path(args.plot), f"{args.vector}" + (f" vs {args.compare}" if args.compare else ""))
+        print(f"plot: {args.plot}")
+
+
+def _print_compression(result: dict, source: Path, out: Path) -> None:
+    from rv_merge.vectors.store import size_on_disk
+
+    before, after = size_on_disk(source), size_on_disk(out)
+    print(f"wrote {out}: {after / 2**20:.1f} MiB ({after / before:.1%} of {source}, {before / 2**20:.1f} MiB); "
+          f"relative reconstruction error {result['relative_error']:.4f}")
+    worst = sorted(result["tensors"].items(), key=lambda item: -item[1]["relative_error"])[:5]
+    print("largest relative errors: " + ", ".join(f"{name} {info['relative_error']:.3f}" for name, info in worst))
+    print(f"per-tensor errors: rv vector info {out}")
+
+
+def _require_vector(folder: str) -> None:
+    from rv_merge.vectors.store import is_vector_folder
+
+    if not is_vector_folder(folder):
+        raise RecipeError(f"{folder}: not a vector folder (no vector.safetensors); make one with rv vector extract")
+
+
+def _refuse_existing(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise RecipeError(f"{out} exists; pass --force to replace it")

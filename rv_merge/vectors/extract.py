@@ -1,0 +1,119 @@
+"""`rv vector extract`: write v = GRPO - SFT as a vector folder, one tensor at a time.
+
+The difference is taken in float64. With `dtype="auto"` (the default) each tensor is stored
+in the narrowest of (the sources' dtype, float32, float64) that holds every difference
+exactly, so applying the file reproduces the pair's merge bit for bit. A narrower `dtype`
+(float32, bfloat16, float16) rounds once to nearest, and the metadata records the error that
+rounding introduced, per tensor and overall.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from rv_merge.errors import RecipeError
+from rv_merge.method import round_once
+from rv_merge.vectors.store import FILE, FORMAT, SafetensorsStream, as_header, copy_model_files
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16,
+          "float16": torch.float16}
+
+
+def weight_files(folder: Path) -> dict[str, Path]:
+    """Tensor name -> the safetensors file that holds it."""
+    from rv_merge.checks import read_safetensors_headers
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise RecipeError(f"{folder}: no *.safetensors weights (pickled weights are not read here)")
+    return {name: file for file in files for name in read_safetensors_headers([file])}
+
+
+def load_weight(files: dict[str, Path], name: str) -> torch.Tensor:
+    from safetensors import safe_open
+
+    with safe_open(str(files[name]), "pt") as handle:
+        return handle.get_tensor(name)
+
+
+def extract_vector(sft: Path, grpo: Path, out: Path, dtype: str = "auto",
+                   sources: Optional[dict] = None, progress: bool = True) -> dict:
+    """Write GRPO - SFT to the vector folder `out` (atomically); return its metadata.
+
+    `sources` describes the two models in the metadata (references and fingerprints).
+    """
+    from tqdm import tqdm
+
+    from rv_merge.guard import write_atomically
+
+    if dtype != "auto" and dtype not in DTYPES:
+        raise RecipeError(f"--dtype {dtype}: choose auto (exact) or one of {', '.join(DTYPES)}")
+    sft_files, grpo_files = weight_files(sft), weight_files(grpo)
+    if set(sft_files) != set(grpo_files):
+        different = sorted(set(sft_files) ^ set(grpo_files))
+        raise RecipeError(f"{sft} and {grpo} store different tensors ({', '.join(different[:3])} ...); "
+                          "a vector needs two checkpoints of one model")
+    metadata = {"format": FORMAT, "formula": "grpo - sft", "sources": sources or {},
+                "dtype": dtype, "encoding": "dense", "compression": None, "tensors": {},
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+    def write(folder: str) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True)
+        copy_model_files(grpo, folder)
+        stream = SafetensorsStream(folder / FILE)
+        error_sq = norm_sq = 0.0
+        for name in tqdm(sorted(sft_files), desc="extract", unit="tensor", disable=not progress):
+            g, s = load_weight(grpo_files, name), load_weight(sft_files, name)
+            if g.shape != s.shape:
+                raise RecipeError(f"tensor {name}: shape {list(s.shape)} in SFT but {list(g.shape)} in GRPO")
+            difference = g.double() - s.double()
+            if not torch.isfinite(difference).all():
+                raise RecipeError(f"tensor {name}: GRPO - SFT has NaN or Inf; a checkpoint is corrupt")
+            stored, info = _store(difference, g.dtype, dtype)
+            info["float64_difference_inexact"] = _inexact_differences(g.double(), s.double(), difference)
+            stream.add(name, stored)
+            metadata["tensors"][name] = info
+            error_sq += info["rounding"]["error_norm"] ** 2
+            norm_sq += info["norm"] ** 2
+        metadata["rounding"] = {"relative_error": math.sqrt(error_sq / norm_sq) if norm_sq else 0.0,
+                                "exact": error_sq == 0.0}
+        stream.finish(as_header(metadata))
+
+    write_atomically(out, write)
+    return metadata
+
+
+def _store(difference: torch.Tensor, source_dtype: torch.dtype, dtype: str) -> tuple[torch.Tensor, dict]:
+    """The tensor to store and its metadata entry (shape, dtype, norm, rounding error)."""
+    if dtype == "auto":
+        candidates = [d for d in (source_dtype, torch.float32) if d.itemsize < 8] + [torch.float64]
+        stored = next(c for c in (round_once(difference, d) for d in candidates)
+                      if torch.equal(c.double(), difference))
+    else:
+        stored = round_once(difference, DTYPES[dtype])
+    error = stored.double() - difference
+    norm = float(difference.norm())
+    return stored, {
+        "encoding": "dense", "shape": list(difference.shape), "dtype": str(stored.dtype).removeprefix("torch."),
+        "norm": norm,
+        "rounding": {"inexact": int((error != 0).sum()), "max_abs_error": float(error.abs().max()) if error.numel() else 0.0,
+                     "error_norm": float(error.norm()), "relative_error": float(error.norm()) / norm if norm else 0.0},
+    }
+
+
+def _inexact_differences(g: torch.Tensor, s: torch.Tensor, difference: torch.Tensor) -> int:
+    """How many float64 differences g - s were rounded (TwoSum error term non-zero).
+
+    For float32 or 16-bit sources this is 0 unless two values differ by more than 2^29 in
+    magnitude. Either way the merge kernel rounds the same float64 difference, so a vector
+    applied with the same alpha gives the pair's result bit for bit.
+    """
+    virtual = difference - g
+    error = (g - (difference - virtual)) + (-s - virtual)
+    return int((error != 0).sum())

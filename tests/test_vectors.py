@@ -1,0 +1,274 @@
+"""Vectors as files: extract, apply, compress, LoRA export, info and in-memory alpha sweeps.
+
+References are computed here independently (numpy float64, numpy SVD, peft's own merge).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rv_merge.cli import main
+from rv_merge.vectors.store import dense_tensor, read_metadata
+from tests.conftest import load_tensors, mergekit_yaml, recipe_dict, rv, write_recipe
+
+pytestmark = pytest.mark.xdist_group("vectors")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def vector_recipe(target: Path, vector: Path, alpha=1.0, sign=1, dtype="bfloat16") -> dict:
+    return {"merge_method": "reasoning_vector", "base_model": str(target),
+            "models": [{"model": str(vector), "parameters": {"role": "vector"}}],
+            "parameters": {"alpha": alpha, "sign": sign}, "dtype": dtype}
+
+
+def float64_difference(pair: dict, name: str) -> np.ndarray:
+    sft, grpo = load_tensors(pair["sft"])[name], load_tensors(pair["grpo"])[name]
+    return grpo.double().numpy() - sft.double().numpy()
+
+
+@pytest.fixture(scope="module")
+def vectors(trios, tmp_path_factory):
+    """The default (bfloat16, tied) and a float32 untied trio, each with its exact vector."""
+    root = tmp_path_factory.mktemp("vectors")
+    built = {}
+    for name, pair in (("bf16", trios()), ("f32", trios(tied=False, dtype=torch.float32))):
+        result = rv("vector", "extract", "--sft", pair["sft"], "--grpo", pair["grpo"], "--out", root / name)
+        assert result.returncode == 0, result.stderr
+        built[name] = (pair, root / name)
+    return root, built
+
+
+@pytest.mark.parametrize("which", ["bf16", "f32"])
+def test_extract_stores_the_float64_difference_exactly(vectors, which):
+    _, built = vectors
+    pair, vector = built[which]
+    metadata = read_metadata(vector)
+    assert metadata["rounding"]["exact"] and metadata["formula"] == "grpo - sft"
+    assert set(metadata["sources"]) == {"sft", "grpo"} and metadata["sources"]["grpo"]["fingerprint"]
+    names = set(load_tensors(pair["sft"]))
+    assert set(metadata["tensors"]) == names
+    for name in names:
+        assert np.array_equal(dense_tensor(vector, name).numpy(), float64_difference(pair, name)), name
+
+
+@pytest.mark.parametrize("which,alpha,sign,dtype", [("bf16", 0.7, -1, "bfloat16"), ("bf16", 1.3, 1, "float32"),
+                                                     ("f32", 0.55, 1, "float32"), ("f32", 2.0, -1, "float32")])
+def test_applying_the_exact_vector_gives_the_pairs_merge_bit_for_bit(vectors, tmp_path, which, alpha, sign, dtype):
+    # (A recipe dtype narrower than the pair's makes mergekit round SFT and GRPO before
+    # subtracting; the vector keeps their exact difference, so there the two differ.)
+    _, built = vectors
+    pair, vector = built[which]
+    by_pair = write_recipe(tmp_path / "pair.yml", recipe_dict(pair["target"], pair["sft"], pair["grpo"],
+                                                               alpha=alpha, sign=sign, dtype=dtype))
+    by_vector = write_recipe(tmp_path / "vector.yml", vector_recipe(pair["target"], vector, alpha, sign, dtype))
+    for recipe, out in ((by_pair, tmp_path / "a"), (by_vector, tmp_path / "b")):
+        result = mergekit_yaml(recipe, out)  # plain mergekit-yaml for both
+        assert result.returncode == 0, result.stderr[-2000:]
+    a, b = load_tensors(tmp_path / "a"), load_tensors(tmp_path / "b")
+    assert set(a) == set(b)
+    for name in a:
+        assert a[name].dtype == b[name].dtype == getattr(torch, dtype), name
+        assert torch.equal(a[name].view(torch.int16 if dtype != "float32" else torch.int32),
+                           b[name].view(torch.int16 if dtype != "float32" else torch.int32)), name
+
+
+def test_narrower_storage_records_the_rounding_error(vectors, tmp_path):
+    _, built = vectors
+    pair, _ = built["f32"]
+    assert main(["vector", "extract", "--sft", str(pair["sft"]), "--grpo", str(pair["grpo"]),
+                 "--out", str(tmp_path / "v16"), "--dtype", "bfloat16"]) == 0
+    metadata = read_metadata(tmp_path / "v16")
+    error_sq = norm_sq = 0.0
+    for name, info in metadata["tensors"].items():
+        exact = float64_difference(pair, name)
+        stored = dense_tensor(tmp_path / "v16", name).numpy()
+        assert info["dtype"] == "bfloat16"
+        assert info["rounding"]["inexact"] == int((stored != exact).sum())
+        assert math.isclose(info["rounding"]["max_abs_error"], float(np.abs(stored - exact).max()))
+        error_sq += float(((stored - exact) ** 2).sum())
+        norm_sq += float((exact**2).sum())
+    assert not metadata["rounding"]["exact"]
+    assert math.isclose(metadata["rounding"]["relative_error"], math.sqrt(error_sq / norm_sq), rel_tol=1e-9)
+
+
+# ------------------------------------------------------------------ compression
+
+
+def relative_error(approx: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.linalg.norm(approx - exact) / np.linalg.norm(exact))
+
+
+def test_magnitude_pruning_against_a_direct_computation(vectors, tmp_path):
+    _, built = vectors
+    pair, vector = built["f32"]
+    assert main(["vector", "compress", str(vector), "--out", str(tmp_path / "m"), "--method", "magnitude",
+                 "--keep", "0.1"]) == 0
+    metadata = read_metadata(tmp_path / "m")
+    for name, info in metadata["tensors"].items():
+        exact = float64_difference(pair, name)
+        kept = math.ceil(0.1 * exact.size)
+        expected = np.zeros(exact.size)
+        order = np.argsort(-np.abs(exact.reshape(-1)), kind="stable")[:kept]
+        expected[order] = exact.reshape(-1)[order].astype(np.float32)
+        rebuilt = dense_tensor(tmp_path / "m", name).numpy().reshape(-1)
+        assert info["kept"] == kept
+        assert np.array_equal(np.sort(np.abs(rebuilt)), np.sort(np.abs(expected))), name
+        assert math.isclose(info["relative_error"], relative_error(rebuilt, exact.reshape(-1)), rel_tol=1e-9)
+        assert info["bytes"] == kept * 8  # int32 index + float32 value
+    on_disk = (tmp_path / "m" / "vector.safetensors").stat().st_size
+    assert on_disk < 0.25 * (vector / "vector.safetensors").stat().st_size
+
+
+def test_dare_drops_at_random_and_rescales(vectors, tmp_path):
+    _, built = vectors
+    pair, vector = built["f32"]
+    for seed, out in ((0, "d0"), (0, "d0b"), (1, "d1")):
+        assert main(["vector", "compress", str(vector), "--out", str(tmp_path / out), "--method", "dare",
+                     "--keep", "0.3", "--seed", str(seed)]) == 0
+    name = "model.layers.0.mlp.up_proj.weight"
+    exact = float64_difference(pair, name).reshape(-1)
+    rebuilt = {out: dense_tensor(tmp_path / out, name).numpy().reshape(-1) for out in ("d0", "d0b", "d1")}
+    assert np.array_equal(rebuilt["d0"], rebuilt["d0b"]) and not np.array_equal(rebuilt["d0"], rebuilt["d1"])
+    kept = rebuilt["d0"] != 0
+    assert abs(kept.mean() - 0.3) < 0.05
+    np.testing.assert_allclose(rebuilt["d0"][kept], (exact[kept] / 0.3).astype(np.float32), rtol=0)
+    info = read_metadata(tmp_path / "d0")["tensors"][name]
+    assert math.isclose(info["relative_error"], relative_error(rebuilt["d0"], exact), rel_tol=1e-9)
+
+
+def test_lowrank_error_is_the_eckart_young_tail(vectors, tmp_path):
+    _, built = vectors
+    pair, vector = built["f32"]
+    assert main(["vector", "compress", str(vector), "--out", str(tmp_path / "r4"), "--method", "lowrank",
+                 "--rank", "4"]) == 0
+    metadata = read_metadata(tmp_path / "r4")
+    for name, info in metadata["tensors"].items():
+        exact = float64_difference(pair, name)
+        if exact.ndim == 1:  # norms and biases stay dense and exact
+            assert info["encoding"] == "dense" and info["relative_error"] == 0.0
+            continue
+        singular = np.linalg.svd(exact, compute_uv=False)
+        tail = math.sqrt(float((singular[4:] ** 2).sum()) / float((singular**2).sum()))
+        assert info["rank"] == 4
+        assert abs(info["relative_error"] - tail) < 1e-5, name  # float32 factors cost ~1e-7
+        assert math.isclose(info["relative_error"], relative_error(dense_tensor(tmp_path / "r4", name).numpy(), exact),
+                            rel_tol=1e-9)
+    assert main(["vector", "compress", str(vector), "--out", str(tmp_path / "e"), "--method", "lowrank",
+                 "--energy", "0.9"]) == 0
+    for name, info in read_metadata(tmp_path / "e")["tensors"].items():
+        if info["encoding"] == "lowrank":
+            share = np.cumsum(np.linalg.svd(float64_difference(pair, name), compute_uv=False) ** 2)
+            share /= share[-1]
+            assert info["rank"] == int(np.searchsorted(share, 0.9) + 1), name
+
+
+def test_ties_against_a_direct_computation(vectors, tmp_path):
+    _, built = vectors
+    pair, vector = built["f32"]
+    assert main(["vector", "compress", str(vector), "--out", str(tmp_path / "dare"), "--method", "dare",
+                 "--keep", "0.5"]) == 0
+    assert main(["vector", "combine", str(vector), str(tmp_path / "dare"), "--out", str(tmp_path / "ties"),
+                 "--keep", "0.3"]) == 0
+    name = "model.layers.1.self_attn.o_proj.weight"
+    inputs = [dense_tensor(vector, name).numpy().reshape(-1), dense_tensor(tmp_path / "dare", name).numpy().reshape(-1)]
+    trimmed = []
+    for v in inputs:
+        keep = np.zeros_like(v)
+        top = np.argsort(-np.abs(v), kind="stable")[:math.ceil(0.3 * v.size)]
+        keep[top] = v[top]
+        trimmed.append(keep)
+    stacked = np.stack(trimmed)
+    sign = np.sign(stacked.sum(0))
+    agree = (np.sign(stacked) == sign) & (stacked != 0)
+    expected = np.where(agree, stacked, 0).sum(0) / np.maximum(agree.sum(0), 1)
+    rebuilt = dense_tensor(tmp_path / "ties", name).numpy().reshape(-1)
+    np.testing.assert_allclose(rebuilt, expected.astype(np.float32), rtol=0, atol=0)
+    info = read_metadata(tmp_path / "ties")["tensors"][name]
+    assert math.isclose(info["relative_error"], relative_error(rebuilt, (inputs[0] + inputs[1]) / 2), rel_tol=1e-9)
+
+
+# ------------------------------------------------------------------ LoRA export
+
+
+def test_lora_export_loads_in_peft_and_matches_the_low_rank_vector(vectors, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    _, built = vectors
+    pair, vector = built["f32"]
+    assert main(["vector", "compress", str(vector), "--out", str(tmp_path / "r3"), "--method", "lowrank",
+                 "--rank", "3"]) == 0
+    assert main(["vector", "lora", str(tmp_path / "r3"), "--out", str(tmp_path / "adapter"), "--scale", "-0.5"]) == 0
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert config["r"] == config["lora_alpha"] == 3
+    readme = (tmp_path / "adapter" / "README.md").read_text()
+    for left_out in ("model.embed_tokens.weight", "lm_head.weight", "model.norm.weight",
+                     "model.layers.0.self_attn.q_proj.bias"):
+        assert f"`{left_out}`" in readme
+
+    target = AutoModelForCausalLM.from_pretrained(pair["target"], dtype=torch.float32)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    merged = PeftModel.from_pretrained(target, str(tmp_path / "adapter")).merge_and_unload().state_dict()
+    metadata = read_metadata(tmp_path / "r3")
+    changed = 0
+    for name, info in metadata["tensors"].items():
+        if info["encoding"] == "lowrank" and not name.endswith(("embed_tokens.weight", "lm_head.weight")):
+            expected = before[name].double() - 0.5 * dense_tensor(tmp_path / "r3", name)
+            torch.testing.assert_close(merged[name].double(), expected, rtol=0, atol=1e-6)
+            changed += 1
+        else:
+            assert torch.equal(merged[name], before[name]), f"{name} must not be in the adapter"
+    assert changed == 2 * 7  # 2 layers x q, k, v, o, gate, up, down
+
+
+# ------------------------------------------------------------------ info
+
+
+def test_info_norms_cosine_and_sign_agreement(vectors, tmp_path, capsys):
+    _, built = vectors
+    pair, vector = built["f32"]
+    assert main(["vector", "compress", str(vector), "--out", str(tmp_path / "m"), "--method", "magnitude",
+                 "--keep", "0.2"]) == 0
+    capsys.readouterr()
+    assert main(["vector", "info", str(vector), "--compare", str(tmp_path / "m"), "--target", str(pair["target"]),
+                 "--json", "--plot", str(tmp_path / "info.png")]) == 0
+    out = capsys.readouterr().out
+    info = json.loads(out[:out.rindex("}") + 1])
+    names = list(read_metadata(vector)["tensors"])
+    v = np.concatenate([dense_tensor(vector, n).numpy().reshape(-1) for n in names])
+    w = np.concatenate([dense_tensor(tmp_path / "m", n).numpy().reshape(-1) for n in names])
+    t = np.concatenate([load_tensors(pair["target"])[n].double().numpy().reshape(-1) for n in names])
+    assert math.isclose(info["total"]["norm"], float(np.linalg.norm(v)), rel_tol=1e-12)
+    assert math.isclose(info["total"]["relative_to_target"], float(np.linalg.norm(v) / np.linalg.norm(t)), rel_tol=1e-12)
+    assert math.isclose(info["total"]["cosine"], float(v @ w / np.linalg.norm(v) / np.linalg.norm(w)), rel_tol=1e-12)
+    both = (v != 0) & (w != 0)
+    assert info["total"]["sign_agreement"] == float(((v > 0) == (w > 0))[both].mean()) == 1.0
+    layer0 = [n for n in names if n.startswith("model.layers.0.")]
+    v0 = np.concatenate([dense_tensor(vector, n).numpy().reshape(-1) for n in layer0])
+    assert math.isclose(info["layers"]["0"]["norm"], float(np.linalg.norm(v0)), rel_tol=1e-12)
+    assert (tmp_path / "info.png").stat().st_size > 1000
+
+
+# ------------------------------------------------------------------ refusals
+
+
+def test_bad_vector_commands_are_refused_before_any_work(vectors, tmp_path):
+    _, built = vectors
+    pair, vector = built["f32"]
+    result = rv("vector", "extract", "--sft", pair["sft"], "--grpo", pair["grpo"], "--out", vector)
+    assert result.returncode == 2 and "exists; pass --force" in result.stderr
+    result = rv("vector", "compress", vector, "--out", tmp_path / "x", "--method", "lowrank")
+    assert result.returncode == 2 and "exactly one of --rank N or --energy F" in result.stderr
+    result = rv("vector", "compress", pair["sft"], "--out", tmp_path / "x", "--method", "magnitude", "--keep", "0.1")
+    assert result.returncode == 2 and "not a vector folder" in result.stderr
+    result = rv("vector", "lora", vector, "--out", tmp_path / "x")
+    assert result.returncode == 2 and "no low-rank tensors" in result.stderr
+    result = rv("vector", "extract", "--sft", pair["sft"], "--grpo", built["bf16"][0]["grpo"], "--out", tmp_path / "x")
+    assert result.returncode == 2 and "store different tensors" in result.stderr
+    assert not (tmp_path / "x").exists()
