@@ -207,6 +207,8 @@ def test_offline_without_data_is_refused_before_any_work(workspace, monkeypatch,
 
 @pytest.mark.parametrize("change, message", [
     ({"data": "no/such/folder"}, "eval.data: no such folder `no/such/folder`"),
+    ({"alphas": [0, 0.5]}, "eval.alphas [0.0, 0.5] must include the recipe's parameters.alpha (1.0)"),
+    ({"alphas": [1, 1]}, "lists an alpha twice"),
     ({"tasks": ["rv_gsm8k_distracter"]}, "unknown task `rv_gsm8k_distracter`; did you mean `rv_gsm8k_distractor`?"),
 ])
 def test_bad_eval_settings_are_refused_before_any_work(workspace, monkeypatch, capsys, change, message):
@@ -220,3 +222,46 @@ def test_bad_eval_settings_are_refused_before_any_work(workspace, monkeypatch, c
     assert main(["eval", str(root / "bad.yml"), "--reports", str(root / "bad-reports")]) == 2
     assert message in capsys.readouterr().err
     assert not (root / "bad-reports").exists()
+
+
+# ------------------------------------------------------------------ alpha sweeps
+
+SWEEP = [0, 0.5, 1.0, 1.5]
+
+
+def test_alpha_sweep_in_memory_equals_separate_merged_models(workspace, monkeypatch):
+    """Each alpha of an in-memory sweep scores exactly as its merged model does when merged by
+    mergekit and evaluated on its own, and its weights are that model's, bit for bit."""
+    from transformers import AutoModelForCausalLM
+
+    from rv_merge.evaluate.sweep import InMemoryMerge
+    from rv_merge.recipe import load_recipe
+
+    root, models, env = workspace
+    settings = {"tasks": ["rv_gsm8k", "rv_sciq"], "limit": 3, "num_fewshot": 1, "max_gen_toks": 8,
+                "think": False, "baselines": ["target"]}
+    recipe = recipe_dict(models["target"], models["sft"], models["grpo"], alpha=1.0, sign=-1)
+    write_recipe(root / "sweep.yml", {**recipe, "eval": {**settings, "alphas": SWEEP}})
+    meta = rv_eval(root, {**env, "RV_STORE": str(root / "sweep-store")}, monkeypatch, "sweep.yml")
+    assert not (root / "sweep-store" / "models").exists()  # no model written
+    assert meta["sweep"] == {"alpha=0": 0, "alpha=0.5": 0.5, "merged": 1.0, "alpha=1.5": 1.5}
+    swept = json.loads((root / "reports" / "sweep" / "per_sample.json").read_text())
+    report_text = (root / "reports" / "sweep" / "report.md").read_text()
+    assert "## Alpha sweep" in report_text and (root / "reports" / "sweep" / "sweep.png").is_file()
+
+    target = AutoModelForCausalLM.from_pretrained(models["target"], dtype=torch.float32)
+    merge = InMemoryMerge(load_recipe(root / "sweep.yml"), "sweep.yml")
+    for label, alpha in meta["sweep"].items():
+        name = f"alpha-{alpha:g}"
+        write_recipe(root / f"{name}.yml", {**recipe, "parameters": {"alpha": alpha, "sign": -1}, "eval": settings})
+        single = rv_eval(root, {**env, "RV_STORE": str(root / "separate-store")}, monkeypatch, f"{name}.yml")
+        alone = json.loads((root / "reports" / name / "per_sample.json").read_text())
+        for key, scores in alone.items():
+            model, task, metric = key.split("|")
+            if model == "merged":
+                assert swept[f"{label}|{task}|{metric}"] == scores, (alpha, key)
+        merge.apply(target, -alpha)
+        written = load_tensors(Path(single["models"]["merged"]["path"]))
+        state = target.state_dict()
+        for tensor_name, tensor in written.items():
+            assert torch.equal(state[tensor_name], tensor.float()), (alpha, tensor_name)
