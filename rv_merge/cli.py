@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
 
     vector_commands.add_parser(commands)
 
-    commands.add_parser("demo", help="offline: build toy models; check, merge and evaluate recipes/toy-add.yml")
+    demo = commands.add_parser("demo", help="offline: build the SmolLM2 pair and its vectors, evaluate the demo recipes")
+    demo.add_argument("--toy", action="store_true", help="tiny random models instead: the pipeline in minutes")
 
     args = parser.parse_args(argv)
     try:
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "demo":
             from rv_merge.demo import run_demo
 
-            run_demo()
+            run_demo(toy=args.toy)
     except RecipeError as error:
         print(f"rv {args.command}: error: {error.message}", file=sys.stderr)
         return error.exit_code

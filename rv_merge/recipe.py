@@ -107,9 +107,10 @@ class EvalSettings(_Strict):
     """The `eval:` section: what `rv eval` measures (mergekit ignores this key)."""
 
     tasks: list[str] = list(DEFAULT_TASKS)
-    baselines: list[Literal["target", "grpo"]] = ["target", "grpo"]
+    baselines: list[Literal["target", "sft", "grpo"]] = ["target", "grpo"]
     think: bool = True  # also the "think step by step" variants, for GRPO and the merged model
     limit: Optional[int] = None  # documents per task (None: all)
+    limits: dict[str, int] = {}  # per-task overrides of `limit`, e.g. {rv_humaneval: 20}
     num_fewshot: Optional[int] = None  # None: each task's own
     max_gen_toks: Optional[int] = None  # None: each task's own
     seed: int = 1234
@@ -132,6 +133,17 @@ class EvalSettings(_Strict):
         if len(set(value)) != len(value):
             raise ValueError(f"lists an alpha twice: {value}")
         return value
+
+    @field_validator("limits")
+    @classmethod
+    def _positive_limits(cls, value: dict[str, int]) -> dict[str, int]:
+        for task, limit in value.items():
+            if limit < 1:
+                raise ValueError(f"{task}: must be a positive integer, got {limit}")
+        return value
+
+    def limit_for(self, task: str) -> Optional[int]:
+        return self.limits.get(task, self.limit)
 
     @field_validator("limit", "max_gen_toks", "batch_size")
     @classmethod

@@ -111,6 +111,19 @@ def comparison_rows(results: Results) -> list[dict]:
     return rows
 
 
+def pair_rows(results: Results) -> list[dict]:
+    """Main metric per task for SFT and GRPO with the paired GRPO - SFT delta: does the pair
+    carry something to transfer?"""
+    rows = []
+    for task in results.meta["settings"]["tasks"]:
+        metric = main_metric(results.metrics(task))
+        sft, grpo = results.scores("sft", task, metric), results.scores("grpo", task, metric)
+        if sft and grpo and len(sft) == len(grpo):
+            rows.append({"task": task, "metric": metric, "sft": mean_estimate(sft), "grpo": mean_estimate(grpo),
+                         "delta": paired_delta(sft, grpo)})
+    return rows
+
+
 def robustness_rows(results: Results, variants: dict[str, tuple[str, str]]) -> list[dict]:
     """Per adversarial variant: each model's clean and perturbed score, the drop, and whether
     the merged model's gain over the target (significant on the clean task) survives."""
@@ -149,7 +162,8 @@ def write_report(folder: Path) -> None:
     variants = {t.task: (t.base, t.perturbation) for t in suite.list_tasks() if t.kind == "rv_adversarial"}
     variants.update({g.name: (g.base, g.perturbation) for g in suite.list_groups() if g.kind == "rv_adversarial"})
     rows, robust, sweep = comparison_rows(results), robustness_rows(results, variants), sweep_rows(results)
-    (folder / "report.md").write_text(_markdown(results.meta, rows, robust, sweep), encoding="utf-8")
+    text = _markdown(results.meta, rows, robust, sweep, pair_rows(results))
+    (folder / "report.md").write_text(text, encoding="utf-8")
     _plot_deltas(rows, folder / "deltas.png")
     _plot_robustness(robust, folder / "robustness.png")
     if sweep:
@@ -221,7 +235,7 @@ def _plot_sweep(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _markdown(meta: dict, rows: list[dict], robust: list[dict], sweep: list[dict]) -> str:
+def _markdown(meta: dict, rows: list[dict], robust: list[dict], sweep: list[dict], pair: list[dict]) -> str:
     recipe = meta["recipe"]
     lines = [
         f"# rv-merge report: {meta['name']}", "",
@@ -231,6 +245,15 @@ def _markdown(meta: dict, rows: list[dict], robust: list[dict], sweep: list[dict
         "(merged or GRPO minus the target) with 95% intervals; `*` marks an interval that excludes zero. "
         "With few documents the intervals are wide and the normal approximation is rough: read "
         "unmarked differences as not shown.", "",
+    ]
+    if pair:
+        lines += ["## The pair: GRPO vs SFT (main metric)", "",
+                  "The vector can only transfer what GRPO added to SFT: this is that gain, paired over the same "
+                  "documents.", "", "| task | metric | SFT | GRPO | Δ GRPO − SFT [95% CI] |", "|---|---|---|---|---|"]
+        lines += [f"| {r['task']} | {r['metric']} | {_fmt(r['sft'])} | {_fmt(r['grpo'])} | {_fmt(r['delta'], True)} |"
+                  for r in pair]
+        lines.append("")
+    lines += [
         "## Target vs merged (and the paper's think-step-by-step conditions)", "",
         "| task | metric | target | GRPO | merged | GRPO + think | merged + think | Δ merged − target | Δ merged+think − target |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -269,7 +292,8 @@ def _markdown(meta: dict, rows: list[dict], robust: list[dict], sweep: list[dict
         f"{meta['jobs_cached']} from the cache).",
         f"- Backend: {meta['backend']['name']} ({meta['backend']['model_args'] or 'default args'}; "
         f"dtype {meta['backend']['dtype']}, device {meta['backend']['device']}).",
-        f"- Settings: limit {settings['limit']} documents per task, few-shot "
+        f"- Settings: limit {settings['limit']} documents per task"
+        + "".join(f", {task} {n}" for task, n in settings.get("limits", {}).items()) + ", few-shot "
         f"{settings['num_fewshot'] if settings['num_fewshot'] is not None else 'task default'}, max new tokens "
         f"{settings['max_gen_toks'] or 'task default'}, greedy decoding, seed {settings['seed']} "
         f"(python, numpy, torch and few-shot sampling), batch size {settings['batch_size']}.",

@@ -42,3 +42,20 @@ def test_reward_reads_the_last_number_of_the_answer_only():
     assert answer_reward([" so 5", " so 6", " none"], answer=["5", "5", "5"]) == [1.0, 0.0, 0.0]
     problem = generate("train", 1, seed=0)[0]
     assert answer_reward([completion(problem["answer"])], answer=[problem["answer"].split("####")[1].strip()]) == [1.0]
+
+
+def test_sft_demonstrations_mix_worked_and_direct_answers_deterministically():
+    from rv_merge.demo_pair.train import Budget, is_direct
+
+    problems = generate("train", 800, seed=0)
+    budget = Budget()
+    direct = [is_direct(p["question"], budget) for p in problems]
+    assert direct == [is_direct(p["question"], budget) for p in problems]
+    assert abs(sum(direct) / len(direct) - budget.direct_fraction) < 0.05
+    assert not any(is_direct(p["question"], Budget(direct_fraction=0.0)) for p in problems)
+    answer = problems[0]["answer"]
+    number = answer.split("####")[1].strip()
+    assert completion(answer, direct=True) == f" The answer is {number}."
+    worked = completion(answer)
+    assert worked.endswith(f"The answer is {number}.") and "=" in worked
+    assert final_number(completion(answer, direct=True)) == final_number(worked) == number

@@ -209,6 +209,7 @@ def test_offline_without_data_is_refused_before_any_work(workspace, monkeypatch,
     ({"data": "no/such/folder"}, "eval.data: no such folder `no/such/folder`"),
     ({"alphas": [0, 0.5]}, "eval.alphas [0.0, 0.5] must include the recipe's parameters.alpha (1.0)"),
     ({"alphas": [1, 1]}, "lists an alpha twice"),
+    ({"limits": {"rv_sciq_typo": 2}}, "unknown task `rv_sciq_typo`"),
     ({"tasks": ["rv_gsm8k_distracter"]}, "unknown task `rv_gsm8k_distracter`; did you mean `rv_gsm8k_distractor`?"),
 ])
 def test_bad_eval_settings_are_refused_before_any_work(workspace, monkeypatch, capsys, change, message):
@@ -238,8 +239,8 @@ def test_alpha_sweep_in_memory_equals_separate_merged_models(workspace, monkeypa
     from rv_merge.recipe import load_recipe
 
     root, models, env = workspace
-    settings = {"tasks": ["rv_gsm8k", "rv_sciq"], "limit": 3, "num_fewshot": 1, "max_gen_toks": 8,
-                "think": False, "baselines": ["target"]}
+    settings = {"tasks": ["rv_gsm8k", "rv_sciq"], "limit": 3, "limits": {"rv_sciq": 5}, "num_fewshot": 1,
+                "max_gen_toks": 8, "think": False, "baselines": ["target", "sft", "grpo"]}
     recipe = recipe_dict(models["target"], models["sft"], models["grpo"], alpha=1.0, sign=-1)
     write_recipe(root / "sweep.yml", {**recipe, "eval": {**settings, "alphas": SWEEP}})
     meta = rv_eval(root, {**env, "RV_STORE": str(root / "sweep-store")}, monkeypatch, "sweep.yml")
@@ -248,6 +249,10 @@ def test_alpha_sweep_in_memory_equals_separate_merged_models(workspace, monkeypa
     swept = json.loads((root / "reports" / "sweep" / "per_sample.json").read_text())
     report_text = (root / "reports" / "sweep" / "report.md").read_text()
     assert "## Alpha sweep" in report_text and (root / "reports" / "sweep" / "sweep.png").is_file()
+    assert len(swept["sft|rv_sciq|acc,none"]) == 5 and len(swept["sft|rv_gsm8k|exact_match,flexible-extract"]) == 3
+    delta = report.paired_delta(swept["sft|rv_sciq|acc,none"], swept["grpo|rv_sciq|acc,none"])
+    assert f"| rv_sciq | acc,none | {report._fmt(report.mean_estimate(swept['sft|rv_sciq|acc,none']))}" in report_text
+    assert report._fmt(delta, True) in report_text.split("## The pair")[1].split("##")[0]
 
     target = AutoModelForCausalLM.from_pretrained(models["target"], dtype=torch.float32)
     merge = InMemoryMerge(load_recipe(root / "sweep.yml"), "sweep.yml")

@@ -12,37 +12,41 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from rv_merge.demo_pair.check import grpo_gain
 from rv_merge.demo_pair.model import build_base_model
 from rv_merge.demo_pair.problems import write_splits
 from rv_merge.demo_pair.train import Budget, train_grpo, train_sft
+from rv_merge.recipe import EvalSettings
 
 ROOT = Path("models/smollm2")
 
 
-def build_pair(root: Path = ROOT, budget: Budget = Budget()) -> dict:
+def build_pair(settings: EvalSettings, root: Path = ROOT, budget: Budget = Budget()) -> dict:
+    """Build what is missing; return pair.json's summary. `settings`: how the check scores."""
     started = time.monotonic()
     base = build_base_model(root / "instruct")
-    if not (root / "data" / "gsm8k" / "test.jsonl").is_file():
-        write_splits(root / "data" / "gsm8k", seed=budget.seed)
+    data = root / "data"
+    if not (data / "gsm8k" / "test.jsonl").is_file():
+        write_splits(data / "gsm8k", seed=budget.seed)
     sft = root / "sft"
     if not (sft / "config.json").is_file():
-        print("training SFT (about 10 minutes on 2 cores) ...", flush=True)
+        print(f"training SFT: {budget.sft_steps} steps (about 3 minutes on 2 cores) ...", flush=True)
         train_sft(base, sft, budget)
     grpo = root / "grpo"
     if not (grpo / "config.json").is_file():
-        print("training GRPO from SFT (about 10 minutes on 2 cores) ...", flush=True)
+        print(f"training GRPO from SFT: {budget.grpo_steps} steps (about 15 minutes on 2 cores) ...", flush=True)
         train_grpo(sft, grpo, budget)
     summary_path = root / "pair.json"
     if not summary_path.is_file():
         print("checking GRPO against SFT on held-out problems ...", flush=True)
-        gain, sft_scores, grpo_scores = grpo_gain(sft, grpo)
+        gain, sft_scores, grpo_scores = grpo_gain(sft, grpo, data, settings)
         summary = {"sft_accuracy": sum(sft_scores) / len(sft_scores),
                    "grpo_accuracy": sum(grpo_scores) / len(grpo_scores),
                    "gain": gain.value, "gain_stderr": gain.stderr, "problems": gain.n,
                    "gain_beyond_two_stderr": gain.stderr is not None and gain.value > 2 * gain.stderr,
-                   "budget": budget.__dict__, "build_seconds": round(time.monotonic() - started)}
+                   "budget": asdict(budget), "build_seconds": round(time.monotonic() - started)}
         summary_path.write_text(json.dumps(summary, indent=1))
     return json.loads(summary_path.read_text())

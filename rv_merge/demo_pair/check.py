@@ -1,36 +1,36 @@
-"""Does the pair carry something? GRPO vs SFT on held-out problems, paired, greedy."""
+"""Does the pair carry something? GRPO vs SFT on the held-out problems, paired.
+
+Scored by the eval runner on the `rv_gsm8k` task over the held-out split, with the demo
+recipes' own settings, so the results land in the shared result cache and `rv eval` of the
+demo recipes reuses them (the SFT and GRPO baselines are not evaluated twice).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from rv_merge.demo_pair.problems import generate
-from rv_merge.demo_pair.train import final_number, prompt
-from rv_merge.report import Estimate, paired_delta
+from rv_merge.evaluate import runner
+from rv_merge.recipe import EvalSettings
+from rv_merge.report import Estimate, main_metric, paired_delta
+from rv_merge.store import fingerprint_folder, store_root
+
+TASK = "rv_gsm8k"
 
 
-def correct(model_dir: Path, problems: list[dict], batch_size: int = 16, max_new_tokens: int = 48) -> list[float]:
-    """1.0 per problem answered right (zero-shot, the training prompt format), else 0.0."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    scores = []
-    for start in range(0, len(problems), batch_size):
-        batch = problems[start:start + batch_size]
-        inputs = tokenizer([prompt(p["question"]) for p in batch], return_tensors="pt", padding=True)
-        with torch.no_grad():
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                    pad_token_id=tokenizer.pad_token_id)
-        texts = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-        scores += [float(final_number(t) == p["answer"].split("####")[1].strip()) for t, p in zip(texts, batch)]
-    return scores
-
-
-def grpo_gain(sft: Path, grpo: Path, count: int = 200, seed: int = 0) -> tuple[Estimate, list[float], list[float]]:
-    """GRPO - SFT accuracy on `count` held-out problems, with its paired standard error."""
-    problems = generate("test", count, seed)
-    sft_scores, grpo_scores = correct(sft, problems), correct(grpo, problems)
+def grpo_gain(sft: Path, grpo: Path, data: Path, settings: EvalSettings) -> tuple[Estimate, list[float], list[float]]:
+    """GRPO - SFT on the held-out problems in `data` (RV_EVAL_DATA layout), paired."""
+    models = [runner.ModelUnderTest(role, path, fingerprint_folder(path)) for role, path in (("sft", sft), ("grpo", grpo))]
+    before = os.environ.get("RV_EVAL_DATA")
+    os.environ["RV_EVAL_DATA"] = str(data.resolve())
+    try:
+        results = runner.run_jobs([runner.Job(m, TASK) for m in models], settings, runner.Backend(),
+                                  store_root() / "results")
+    finally:
+        if before is None:
+            os.environ.pop("RV_EVAL_DATA")
+        else:
+            os.environ["RV_EVAL_DATA"] = before
+    metric = main_metric(results[0].per_sample)
+    sft_scores, grpo_scores = (r.per_sample[metric] for r in results)
     return paired_delta(sft_scores, grpo_scores), sft_scores, grpo_scores

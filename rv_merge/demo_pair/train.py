@@ -1,13 +1,19 @@
-"""Train the demo pair from SmolLM2-135M-Instruct: SFT on worked solutions, then GRPO.
+"""Train the demo pair from SmolLM2-135M-Instruct: SFT on demonstrations, then GRPO.
 
 Both stages use `trl` on the CPU, seeded. The prompt format is the one the rv_gsm8k task
-uses ("Q: ...\\nA:"), and solutions end with "The answer is N." so both answer extractors
-of the task can read them. GRPO's reward is 1 when the last number of a completion equals
-the answer: a reward the SFT model earns sometimes, so advantages are not all zero.
+uses ("Q: ...\\nA:"), and answers end with "The answer is N." so both answer extractors
+of the task can read them.
+
+SFT demonstrations mix two styles, as many instruction datasets do: a worked solution, or
+the final answer alone (`Budget.direct_fraction` of them, chosen per problem by a seeded
+hash). GRPO's reward is 1 when the completion's answer is right; working the problem out
+earns it far more often than answering at once, so the reward favours reasoning first: a
+choice the SFT model already makes sometimes, so advantages are not all zero.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from dataclasses import dataclass
@@ -22,9 +28,11 @@ STATED = re.compile(r"[Tt]he answer is \$?(-?\d[\d,]*(?:\.\d+)?)")
 @dataclass(frozen=True)
 class Budget:
     sft_examples: int = 800
-    sft_steps: int = 150
-    grpo_prompts: int = 400
-    grpo_steps: int = 60
+    sft_steps: int = 40
+    direct_fraction: float = 0.5  # SFT demonstrations that give only the final answer
+    grpo_prompts: int = 2000
+    grpo_steps: int = 40
+    prompts_per_step: int = 4
     num_generations: int = 4
     grpo_learning_rate: float = 1e-5
     max_completion_length: int = 48
@@ -35,9 +43,16 @@ def prompt(question: str) -> str:
     return f"Q: {question}\nA:"
 
 
-def completion(answer_field: str) -> str:
+def completion(answer_field: str, direct: bool = False) -> str:
+    """A worked solution ending in "The answer is N.", or (direct) that last sentence alone."""
     work, number = answer_field.split("####")
-    return f" {work.strip()} The answer is {number.strip()}."
+    return f" The answer is {number.strip()}." if direct else f" {work.strip()} The answer is {number.strip()}."
+
+
+def is_direct(question: str, budget: Budget) -> bool:
+    """Whether the SFT demonstration of this problem gives the answer alone (seeded hash)."""
+    digest = hashlib.sha256(f"{budget.seed}:{question}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") / 2**32 < budget.direct_fraction
 
 
 def final_number(text: str) -> str | None:
@@ -57,7 +72,7 @@ def train_sft(base: Path, out: Path, budget: Budget) -> Path:
     import datasets
     from trl import SFTConfig, SFTTrainer
 
-    rows = [{"prompt": prompt(p["question"]), "completion": completion(p["answer"])}
+    rows = [{"prompt": prompt(p["question"]), "completion": completion(p["answer"], is_direct(p["question"], budget))}
             for p in generate("train", budget.sft_examples, budget.seed)]
     config = SFTConfig(output_dir=str(out) + ".work", max_steps=budget.sft_steps, per_device_train_batch_size=4,
                        learning_rate=5e-5, use_cpu=True, bf16=False, seed=budget.seed, logging_steps=10,
@@ -73,11 +88,13 @@ def train_grpo(sft: Path, out: Path, budget: Budget) -> Path:
 
     problems = generate("train", budget.sft_examples + budget.grpo_prompts, budget.seed)[budget.sft_examples:]
     rows = [{"prompt": prompt(p["question"]), "answer": p["answer"].split("####")[1].strip()} for p in problems]
+    # No gradient checkpointing: a 135M model fits easily, and recomputation costs time.
     config = GRPOConfig(output_dir=str(out) + ".work", max_steps=budget.grpo_steps,
-                        per_device_train_batch_size=budget.num_generations,
+                        per_device_train_batch_size=budget.num_generations * budget.prompts_per_step,
                         num_generations=budget.num_generations, max_completion_length=budget.max_completion_length,
                         learning_rate=budget.grpo_learning_rate, beta=0.0, temperature=1.0, use_cpu=True, bf16=False,
-                        seed=budget.seed, logging_steps=5, save_strategy="no", report_to=[])
+                        gradient_checkpointing=False, seed=budget.seed, logging_steps=5, save_strategy="no",
+                        report_to=[])
     trainer = GRPOTrainer(model=str(sft), reward_funcs=answer_reward, args=config,
                           train_dataset=datasets.Dataset.from_list(rows))
     trainer.train()

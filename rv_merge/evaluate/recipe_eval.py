@@ -43,7 +43,7 @@ def settings_for(recipe: Recipe, source: str, overrides: dict) -> EvalSettings:
     offline data are refused here, before any work."""
     settings = (recipe.eval or EvalSettings()).model_copy(update={k: v for k, v in overrides.items() if v is not None})
     known = suite.all_names()
-    for task in settings.tasks:
+    for task in [*settings.tasks, *settings.limits]:
         if task not in known:
             close = difflib.get_close_matches(task, sorted(known), n=1)
             hint = f"did you mean `{close[0]}`?" if close else "`rv tasks` lists them"
@@ -95,11 +95,11 @@ def _evaluate(path: Path, recipe: Recipe, settings: EvalSettings, backend: runne
     references = {"target": recipe.target, **recipe.sources}
     fingerprints = {role: fingerprint_model(ref, source) for role, ref in references.items()}
     inputs = dict(fingerprints)  # what the merged weights depend on
-    if "grpo" in settings.baselines and "grpo" not in references:
-        references["grpo"] = _vector_grpo(recipe, source)
-        fingerprints["grpo"] = fingerprint_model(references["grpo"], source)
+    for role in [r for r in ("sft", "grpo") if r in settings.baselines and r not in references]:
+        references[role] = _vector_source(recipe, source, role)
+        fingerprints[role] = fingerprint_model(references[role], source)
     models = {label: runner.ModelUnderTest(label, locate_model(references[label], source), fingerprints[label])
-              for label in ("target", "grpo") if label in references}
+              for label in ("target", "sft", "grpo") if label in references and label in {"target", *settings.baselines}}
     sweep = {}
     if settings.alphas:
         print(f"{path}: alpha sweep {settings.alphas}, evaluated in memory (no model written)", flush=True)
@@ -161,13 +161,13 @@ def _with_alpha(recipe: Recipe, alpha: float) -> Recipe:
     return recipe.model_copy(update={"parameters": recipe.parameters.model_copy(update={"alpha": alpha})})
 
 
-def _vector_grpo(recipe: Recipe, source: str) -> str:
-    """The GRPO model a vector was extracted from, as a baseline (it must still be on disk)."""
+def _vector_source(recipe: Recipe, source: str, role: str) -> str:
+    """The SFT or GRPO model a vector was extracted from, as a baseline (still on disk)."""
     vector = locate_model(recipe.source("vector"), source)
-    recorded = read_metadata(vector).get("sources", {}).get("grpo", {}).get("path")
+    recorded = read_metadata(vector).get("sources", {}).get(role, {}).get("path")
     if not recorded or not Path(recorded).is_dir():
-        raise RecipeError(f"{source}: eval.baselines lists grpo, but the GRPO model of vector {vector} "
-                          f"({recorded or 'not recorded'}) is not on disk; set `baselines: [target]`")
+        raise RecipeError(f"{source}: eval.baselines lists {role}, but the {role} model of vector {vector} "
+                          f"({recorded or 'not recorded'}) is not on disk; remove it from `baselines`")
     return recorded
 
 

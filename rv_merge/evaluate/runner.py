@@ -88,7 +88,7 @@ class JobResult:
 def plan_jobs(settings: EvalSettings, models: dict[str, ModelUnderTest]) -> list[Job]:
     """The paper's comparisons: every task for the baselines and the merged model; the think
     variants (where a task has one) for GRPO and for the merged model."""
-    labels = [label for label in ("target", "grpo") if label in settings.baselines] + ["merged"]
+    labels = [label for label in ("target", "sft", "grpo") if label in settings.baselines] + ["merged"]
     jobs = [Job(models[label], task) for label in labels for task in settings.tasks]
     if settings.think:
         think = think_variants()
@@ -126,7 +126,9 @@ def job_key(job: Job, settings: EvalSettings, backend: Backend, task_print: str)
         "model": job.model.fingerprint,
         "task": job.task,
         "task_fingerprint": task_print,
-        "settings": settings.model_dump(mode="json", exclude={"tasks", "baselines", "think", "data", "alphas"}),
+        "settings": {**settings.model_dump(mode="json", exclude={"tasks", "baselines", "think", "data", "alphas",
+                                                                  "limits"}),
+                     "limit": settings.limit_for(job.task)},
         "backend": [backend.name, backend.model_args, backend.dtype],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
@@ -211,7 +213,7 @@ def _evaluate(model, job: Job, backend: Backend, settings: EvalSettings, task_ma
     return lm_eval.simple_evaluate(
         model=model,
         model_args=None if backend.name == "hf" else backend.args_for(job.model),
-        tasks=[job.task], task_manager=task_manager, limit=settings.limit,
+        tasks=[job.task], task_manager=task_manager, limit=settings.limit_for(job.task),
         num_fewshot=settings.num_fewshot, gen_kwargs=gen_kwargs, batch_size=settings.batch_size,
         random_seed=settings.seed, numpy_random_seed=settings.seed, torch_random_seed=settings.seed,
         fewshot_random_seed=settings.seed, apply_chat_template=settings.apply_chat_template,
