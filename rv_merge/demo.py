@@ -59,9 +59,25 @@ def run_pair_demo() -> None:
             print(f"{out}: already built")
         elif main(command):
             raise SystemExit(1)
+    write_vector_info(Path("reports"))
     code = main(["eval", *DEMO_RECIPES])
     if code:
         raise SystemExit(code)
+
+
+def write_vector_info(reports: Path) -> None:
+    """reports/smollm2-vector.md and .png: where the vector sits, and what rank 16 keeps of it."""
+    from rv_merge.vectors.info import format_info, plot_info, vector_info
+
+    exact, low_rank = VECTORS / "exact", VECTORS / f"lowrank-r{RANK}"
+    info = vector_info(exact, low_rank, Path("models/smollm2/instruct"))
+    reports.mkdir(exist_ok=True)
+    command = f"rv vector info {exact} --compare {low_rank} --target models/smollm2/instruct"
+    (reports / "smollm2-vector.md").write_text(
+        f"# The SmolLM2 demo vector\n\nWritten by `rv demo`; the same table: `{command}`.\n\n"
+        f"![per layer](smollm2-vector.png)\n\n```\n{format_info(info, exact, low_rank)}\n```\n", encoding="utf-8")
+    plot_info(info, reports / "smollm2-vector.png", f"{exact} vs {low_rank}")
+    print(f"vector summary: {reports / 'smollm2-vector.md'}")
 
 
 def run_toy_demo() -> None:

@@ -91,8 +91,9 @@ def compress_vector(source: Path, out: Path, method: str, keep: Optional[float] 
             return encode_sparse(name, v, indices, v.reshape(-1)[indices] / keep)
         if v.dim() == 2:
             return encode_lowrank(name, v, rank, energy)
-        stored = round_once(v, _dtype(metadata["tensors"][name]["dtype"]))  # exact: the input's dtype
-        return {name: stored}, stored.double(), {"encoding": "dense", "dtype": metadata["tensors"][name]["dtype"]}
+        dtype = metadata["tensors"][name].get("dtype", "float32")  # sparse inputs hold float32 values
+        stored = round_once(v, getattr(torch, dtype))  # exact: the input's own dtype
+        return {name: stored}, stored.double(), {"encoding": "dense", "dtype": dtype}
 
     settings = {"method": method, "keep": keep, "rank": rank, "energy": energy,
                 "seed": seed if method == "dare" else None}
@@ -141,7 +142,7 @@ def _write(out: Path, sources: list[Path], metadata: dict, settings: dict,
 
     from rv_merge.guard import write_atomically
 
-    result = {**metadata, "compression": settings, "tensors": {},
+    result = {**{k: v for k, v in metadata.items() if k != "rounding"}, "compression": settings, "tensors": {},
               "derived_from": [str(s) for s in sources], "encoding": settings["method"]}
 
     def write(folder: str) -> None:
@@ -174,7 +175,3 @@ def _tensor_seed(seed: int, name: str) -> int:
 def _check_fraction(value: Optional[float], flag: str) -> None:
     if value is None or not 0 < value <= 1:
         raise RecipeError(f"{flag} {value}: give a fraction in (0, 1], e.g. 0.1")
-
-
-def _dtype(name: str) -> torch.dtype:
-    return getattr(torch, name)
