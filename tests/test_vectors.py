@@ -55,6 +55,33 @@ def test_extract_stores_the_float64_difference_exactly(vectors, which):
     assert set(metadata["tensors"]) == names
     for name in names:
         assert np.array_equal(dense_tensor(vector, name).numpy(), float64_difference(pair, name)), name
+    # exact, yet about the size of float32: only the values float32 cannot hold go to float64
+    elements = sum(t.numel() for t in load_tensors(pair["sft"]).values())
+    assert (vector / "vector.safetensors").stat().st_size < 1.25 * 4 * elements + 65536
+
+
+def test_extract_streams_one_tensor_pair_at_a_time(vectors, tmp_path, monkeypatch):
+    """Memory is bounded by the largest tensor: never more than two source pairs are alive."""
+    import gc
+    import weakref
+
+    from rv_merge.vectors import extract
+
+    pair, _ = vectors[1]["f32"]
+    alive, most = weakref.WeakSet(), [0]
+    original = extract.load_weight
+
+    def tracked(files, name):
+        gc.collect()
+        most[0] = max(most[0], len(alive) + 1)
+        tensor = original(files, name)
+        alive.add(tensor)
+        return tensor
+
+    monkeypatch.setattr(extract, "load_weight", tracked)
+    extract.extract_vector(pair["sft"], pair["grpo"], tmp_path / "v", progress=False)
+    assert len(read_metadata(tmp_path / "v")["tensors"]) > 20
+    assert most[0] <= 4
 
 
 @pytest.mark.parametrize("which,alpha,sign,dtype", [("bf16", 0.7, -1, "bfloat16"), ("bf16", 1.3, 1, "float32"),
@@ -152,6 +179,7 @@ def test_lowrank_error_is_the_eckart_young_tail(vectors, tmp_path):
         exact = float64_difference(pair, name)
         if exact.ndim == 1:  # norms and biases stay dense and exact
             assert info["encoding"] == "dense" and info["relative_error"] == 0.0
+            assert np.array_equal(dense_tensor(tmp_path / "r4", name).numpy(), exact), name
             continue
         singular = np.linalg.svd(exact, compute_uv=False)
         tail = math.sqrt(float((singular[4:] ** 2).sum()) / float((singular**2).sum()))

@@ -33,11 +33,11 @@ def build_pair(settings: EvalSettings, root: Path = ROOT, budget: Budget = Budge
         write_splits(data / "gsm8k", seed=budget.seed)
     sft = root / "sft"
     if not (sft / "config.json").is_file():
-        print(f"training SFT: {budget.sft_steps} steps (about 3 minutes on 2 cores) ...", flush=True)
+        print(f"training SFT: {budget.sft_steps} steps (about 6 minutes on 2 cores) ...", flush=True)
         train_sft(base, sft, budget)
     grpo = root / "grpo"
     if not (grpo / "config.json").is_file():
-        print(f"training GRPO from SFT: {budget.grpo_steps} steps (about 15 minutes on 2 cores) ...", flush=True)
+        print(f"training GRPO from SFT: {budget.grpo_steps} steps (about 14 minutes on 2 cores) ...", flush=True)
         train_grpo(sft, grpo, budget)
     summary_path = root / "pair.json"
     if not summary_path.is_file():

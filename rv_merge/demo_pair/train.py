@@ -28,13 +28,13 @@ STATED = re.compile(r"[Tt]he answer is \$?(-?\d[\d,]*(?:\.\d+)?)")
 @dataclass(frozen=True)
 class Budget:
     sft_examples: int = 800
-    sft_steps: int = 40
+    sft_steps: int = 100
     direct_fraction: float = 0.5  # SFT demonstrations that give only the final answer
     grpo_prompts: int = 2000
     grpo_steps: int = 40
-    prompts_per_step: int = 4
-    num_generations: int = 4
-    grpo_learning_rate: float = 1e-5
+    prompts_per_step: int = 2
+    num_generations: int = 8
+    grpo_learning_rate: float = 2e-5
     max_completion_length: int = 48
     seed: int = 0
 

@@ -26,6 +26,7 @@ import torch
 
 from rv_merge.errors import RecipeError
 from rv_merge.method import round_once
+from rv_merge.vectors.extract import exact_encoding
 from rv_merge.vectors.store import FILE, SafetensorsStream, as_header, copy_model_files, dense_tensor, read_metadata
 
 VALUE_DTYPE = torch.float32  # stored values of sparse and low-rank encodings
@@ -91,9 +92,8 @@ def compress_vector(source: Path, out: Path, method: str, keep: Optional[float] 
             return encode_sparse(name, v, indices, v.reshape(-1)[indices] / keep)
         if v.dim() == 2:
             return encode_lowrank(name, v, rank, energy)
-        dtype = metadata["tensors"][name].get("dtype", "float32")  # sparse inputs hold float32 values
-        stored = round_once(v, getattr(torch, dtype))  # exact: the input's own dtype
-        return {name: stored}, stored.double(), {"encoding": "dense", "dtype": dtype}
+        pieces, info = exact_encoding(name, v, torch.float32)  # norms and biases stay exact
+        return pieces, v, {"encoding": "dense", **info}
 
     settings = {"method": method, "keep": keep, "rank": rank, "energy": energy,
                 "seed": seed if method == "dare" else None}

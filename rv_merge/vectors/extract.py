@@ -1,10 +1,13 @@
 """`rv vector extract`: write v = GRPO - SFT as a vector folder, one tensor at a time.
 
-The difference is taken in float64. With `dtype="auto"` (the default) each tensor is stored
-in the narrowest of (the sources' dtype, float32, float64) that holds every difference
-exactly, so applying the file reproduces the pair's merge bit for bit. A narrower `dtype`
-(float32, bfloat16, float16) rounds once to nearest, and the metadata records the error that
-rounding introduced, per tensor and overall.
+The difference is taken in float64. With `dtype="auto"` (the default) the file holds every
+difference exactly, so applying it reproduces the pair's merge bit for bit: each tensor is
+stored in the sources' dtype (if 16-bit), float32 or float64, whichever is smallest on disk
+once the few values that dtype cannot hold exactly are added as a float64 residual
+(`W.residual_indices`, `W.residual_values`). Fine-tuning differences are mostly exact in
+float32 (Sterbenz: g - s is exact when s/2 <= g <= 2s), so this is about float32's size.
+A narrower explicit `dtype` (float32, bfloat16, float16) rounds once to nearest, and the
+metadata records the error that rounding introduced, per tensor and overall.
 """
 
 from __future__ import annotations
@@ -75,9 +78,10 @@ def extract_vector(sft: Path, grpo: Path, out: Path, dtype: str = "auto",
             difference = g.double() - s.double()
             if not torch.isfinite(difference).all():
                 raise RecipeError(f"tensor {name}: GRPO - SFT has NaN or Inf; a checkpoint is corrupt")
-            stored, info = _store(difference, g.dtype, dtype)
+            pieces, info = _store(name, difference, g.dtype, dtype)
             info["float64_difference_inexact"] = _inexact_differences(g.double(), s.double(), difference)
-            stream.add(name, stored)
+            for piece_name, tensor in pieces.items():
+                stream.add(piece_name, tensor)
             metadata["tensors"][name] = info
             error_sq += info["rounding"]["error_norm"] ** 2
             norm_sq += info["norm"] ** 2
@@ -89,19 +93,36 @@ def extract_vector(sft: Path, grpo: Path, out: Path, dtype: str = "auto",
     return metadata
 
 
-def _store(difference: torch.Tensor, source_dtype: torch.dtype, dtype: str) -> tuple[torch.Tensor, dict]:
-    """The tensor to store and its metadata entry (shape, dtype, norm, rounding error)."""
+def exact_encoding(name: str, values: torch.Tensor, narrowest: torch.dtype) -> tuple[dict[str, torch.Tensor], dict]:
+    """Pieces that store float64 `values` exactly in the fewest bytes: a dense tensor in
+    `narrowest`, float32 or float64, plus a float64 residual where that dtype rounded."""
+    best = None
+    for dtype in dict.fromkeys(d for d in (narrowest, torch.float32, torch.float64) if d.itemsize >= narrowest.itemsize):
+        stored = round_once(values, dtype)
+        wrong = (stored.double() != values).reshape(-1).nonzero().squeeze(1)
+        index_dtype = torch.int32 if values.numel() < 2**31 else torch.int64
+        size = stored.numel() * stored.element_size() + wrong.numel() * (index_dtype.itemsize + 8)
+        if best is None or size < best[0]:
+            pieces = {name: stored}
+            if wrong.numel():
+                pieces[f"{name}.residual_indices"] = wrong.to(index_dtype)
+                pieces[f"{name}.residual_values"] = values.reshape(-1)[wrong]
+            best = (size, pieces, {"dtype": str(dtype).removeprefix("torch."), "residual": int(wrong.numel())})
+    return best[1], best[2]
+
+
+def _store(name: str, difference: torch.Tensor, source_dtype: torch.dtype, dtype: str) -> tuple[dict, dict]:
+    """The pieces to store and the metadata entry (shape, dtype, norm, rounding error)."""
     if dtype == "auto":
-        candidates = [d for d in (source_dtype, torch.float32) if d.itemsize < 8] + [torch.float64]
-        stored = next(c for c in (round_once(difference, d) for d in candidates)
-                      if torch.equal(c.double(), difference))
+        pieces, info = exact_encoding(name, difference, min(source_dtype, torch.float32, key=lambda d: d.itemsize))
+        error = torch.zeros(0, dtype=torch.float64)
     else:
         stored = round_once(difference, DTYPES[dtype])
-    error = stored.double() - difference
+        pieces, info = {name: stored}, {"dtype": dtype}
+        error = stored.double() - difference
     norm = float(difference.norm())
-    return stored, {
-        "encoding": "dense", "shape": list(difference.shape), "dtype": str(stored.dtype).removeprefix("torch."),
-        "norm": norm,
+    return pieces, {
+        "encoding": "dense", "shape": list(difference.shape), **info, "norm": norm,
         "rounding": {"inexact": int((error != 0).sum()), "max_abs_error": float(error.abs().max()) if error.numel() else 0.0,
                      "error_norm": float(error.norm()), "relative_error": float(error.norm()) / norm if norm else 0.0},
     }

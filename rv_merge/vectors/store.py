@@ -6,7 +6,9 @@
 
 Each weight `W` of the model is stored in one of three encodings (metadata `tensors[W]`):
 
-    dense     W                     the values themselves
+    dense     W                     the values themselves (plus, for exact storage, the few
+              W.residual_indices,   values W's dtype cannot hold, in float64)
+              W.residual_values
     sparse    W.indices, W.values   the kept entries of the flattened tensor
     lowrank   W.lora_B, W.lora_A    W = lora_B @ lora_A  (out x r) @ (r x in)
 
@@ -110,7 +112,11 @@ def dense_tensor(folder: str | Path, name: str, device: str = "cpu") -> torch.Te
     info = read_metadata(folder)["tensors"][name]
     with safe_open(str(Path(folder) / FILE), "pt", device=device) as handle:
         if info["encoding"] == "dense":
-            return handle.get_tensor(name).double()
+            out = handle.get_tensor(name).double()
+            if info.get("residual"):  # values the stored dtype could not hold exactly
+                out.view(-1)[handle.get_tensor(f"{name}.residual_indices").long()] = \
+                    handle.get_tensor(f"{name}.residual_values")
+            return out
         if info["encoding"] == "sparse":
             out = torch.zeros(info["shape"], dtype=torch.float64, device=device)
             out.view(-1)[handle.get_tensor(f"{name}.indices").long()] = handle.get_tensor(f"{name}.values").double()
