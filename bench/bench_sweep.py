@@ -69,7 +69,7 @@ def main() -> None:
     for alpha in args.alphas:
         out = WORK / "lm-eval" / f"alpha-{alpha:g}"
         eval_s += run([str(BIN / "lm-eval"), "run", "--model", "hf", "--model_args",
-                       f"pretrained={WORK / 'multi' / f'alpha-{alpha:g}'},dtype=float32,device=cpu",
+                       f"pretrained={WORK / 'multi' / f'alpha-{alpha:g}'},dtype=float32", "--device", "cpu",
                        "--tasks", TASK, "--include_path", str(REPO / "evals" / "tasks"), "--limit", str(args.limit),
                        "--num_fewshot", "0", "--gen_kwargs", "max_gen_toks=64", "--batch_size", "16",
                        "--seed", "1234", "--output_path", str(out)], env)
