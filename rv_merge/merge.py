@@ -17,6 +17,11 @@ def merge_file(recipe_path: str, out: str, **options) -> None:
 
     register_method()  # both idempotent: the startup hook normally did this already
     install_guard(mergekit.merge)
+    # mergekit keeps one open loader per model for the life of the process: a weight file
+    # rewritten since an earlier merge in this process would be read stale.
+    from mergekit.io.tasks import LoaderCache
+
+    LoaderCache().loaders.clear()
     text = Path(recipe_path).read_text(encoding="utf-8")
     config = MergeConfiguration.model_validate(yaml.safe_load(text))
     mergekit.merge.run_merge(config, out, MergeOptions(**options), config_source=text)

@@ -207,7 +207,7 @@ def test_offline_without_data_is_refused_before_any_work(workspace, monkeypatch,
 
 @pytest.mark.parametrize("change, message", [
     ({"data": "no/such/folder"}, "eval.data: no such folder `no/such/folder`"),
-    ({"alphas": [0, 0.5]}, "eval.alphas [0.0, 0.5] must include the recipe's parameters.alpha (1.0)"),
+    ({"alphas": [0.1, 0.2]}, "eval.alphas [0.1, 0.2] must include the recipe's parameters.alpha"),
     ({"alphas": [1, 1]}, "lists an alpha twice"),
     ({"limits": {"rv_sciq_typo": 2}}, "unknown task `rv_sciq_typo`"),
     ({"tasks": ["rv_gsm8k_distracter"]}, "unknown task `rv_gsm8k_distracter`; did you mean `rv_gsm8k_distractor`?"),
