@@ -131,12 +131,16 @@ def relative_error(approx: np.ndarray, exact: np.ndarray) -> float:
     return float(np.linalg.norm(approx - exact) / np.linalg.norm(exact))
 
 
+def compressed(vector: Path, out: Path, *flags: str) -> dict:
+    """Run `rv vector compress VECTOR --out OUT FLAGS...`; return OUT's metadata."""
+    assert main(["vector", "compress", str(vector), "--out", str(out), *flags]) == 0
+    return read_metadata(out)
+
+
 def test_magnitude_pruning_against_a_direct_computation(vectors, tmp_path):
     _, built = vectors
     pair, vector = built["f32"]
-    assert main(["vector", "compress", str(vector), "--out", str(tmp_path / "m"), "--method", "magnitude",
-                 "--keep", "0.1"]) == 0
-    metadata = read_metadata(tmp_path / "m")
+    metadata = compressed(vector, tmp_path / "m", "--method", "magnitude", "--keep", "0.1")
     for name, info in metadata["tensors"].items():
         exact = float64_difference(pair, name)
         kept = math.ceil(0.1 * exact.size)
@@ -172,9 +176,7 @@ def test_dare_drops_at_random_and_rescales(vectors, tmp_path):
 def test_lowrank_error_is_the_eckart_young_tail(vectors, tmp_path):
     _, built = vectors
     pair, vector = built["f32"]
-    assert main(["vector", "compress", str(vector), "--out", str(tmp_path / "r4"), "--method", "lowrank",
-                 "--rank", "4"]) == 0
-    metadata = read_metadata(tmp_path / "r4")
+    metadata = compressed(vector, tmp_path / "r4", "--method", "lowrank", "--rank", "4")
     for name, info in metadata["tensors"].items():
         exact = float64_difference(pair, name)
         if exact.ndim == 1:  # norms and biases stay dense and exact
@@ -187,9 +189,7 @@ def test_lowrank_error_is_the_eckart_young_tail(vectors, tmp_path):
         assert abs(info["relative_error"] - tail) < 1e-5, name  # float32 factors cost ~1e-7
         assert math.isclose(info["relative_error"], relative_error(dense_tensor(tmp_path / "r4", name).numpy(), exact),
                             rel_tol=1e-9)
-    assert main(["vector", "compress", str(vector), "--out", str(tmp_path / "e"), "--method", "lowrank",
-                 "--energy", "0.9"]) == 0
-    for name, info in read_metadata(tmp_path / "e")["tensors"].items():
+    for name, info in compressed(vector, tmp_path / "e", "--method", "lowrank", "--energy", "0.9")["tensors"].items():
         if info["encoding"] == "lowrank":
             share = np.cumsum(np.linalg.svd(float64_difference(pair, name), compute_uv=False) ** 2)
             share /= share[-1]
