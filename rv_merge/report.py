@@ -189,10 +189,14 @@ def describe_source(meta: dict) -> str:
     vector = meta.get("vector")
     if not vector:
         return f"({models['grpo']['reference']} - {models['sft']['reference']})"
-    settings = ", ".join(f"{k} {v}" for k, v in vector["compression"].items())
+    settings, size = _vector_settings(vector)
     error = f", relative error {vector['relative_error']:.3f} vs its source" if vector["compression"] else ""
-    return (f"vector `{models['vector']['reference']}` ({vector['encoding']}{': ' + settings if settings else ''}, "
-            f"{vector['size_bytes'] / 2**20:.1f} MiB{error})")
+    return f"vector `{models['vector']['reference']}` ({vector['encoding']}{': ' + settings if settings else ''}, {size}{error})"
+
+
+def _vector_settings(vector: dict) -> tuple[str, str]:
+    """A vector source's compression settings ("method lowrank, rank 16") and size ("21.9 MiB")."""
+    return ", ".join(f"{k} {v}" for k, v in vector["compression"].items()), f"{vector['size_bytes'] / 2**20:.1f} MiB"
 
 
 def sweep_rows(results: Results) -> list[dict]:
@@ -365,8 +369,8 @@ def _short_source(meta: dict) -> str:
     vector = meta.get("vector")
     if not vector:
         return f"{sign} pair difference"
-    settings = ", ".join(f"{k} {v}" for k, v in vector["compression"].items())
-    return f"{sign} {vector['encoding']}{' (' + settings + ')' if settings else ''}, {vector['size_bytes'] / 2**20:.1f} MiB"
+    settings, size = _vector_settings(vector)
+    return f"{sign} {vector['encoding']}{' (' + settings + ')' if settings else ''}, {size}"
 
 
 def write_index(reports_dir: Path) -> None:

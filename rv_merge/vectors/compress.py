@@ -82,7 +82,8 @@ def compress_vector(source: Path, out: Path, method: str, keep: Optional[float] 
         raise RecipeError(f"unknown method {method!r}: choose magnitude, dare or lowrank (ties: rv vector combine)")
     metadata = read_metadata(source)
 
-    def encode(name: str, v: torch.Tensor) -> Encoded:
+    def encode(name: str, inputs: list[torch.Tensor]) -> Encoded:
+        (v,) = inputs
         if method == "magnitude":
             indices = magnitude(v, keep)
             return encode_sparse(name, v, indices, v.reshape(-1)[indices])
@@ -97,7 +98,7 @@ def compress_vector(source: Path, out: Path, method: str, keep: Optional[float] 
 
     settings = {"method": method, "keep": keep, "rank": rank, "energy": energy,
                 "seed": seed if method == "dare" else None}
-    return _write(out, [source], metadata, settings, lambda name: dense_tensor(source, name), encode, progress)
+    return _write(out, [source], metadata, settings, encode, progress)
 
 
 def combine_ties(sources: list[Path], out: Path, keep: float, progress: bool = True) -> dict:
@@ -111,13 +112,9 @@ def combine_ties(sources: list[Path], out: Path, keep: float, progress: bool = T
         if set(other["tensors"]) != names:
             raise RecipeError(f"{source} and {sources[0]} hold different tensors; combine vectors of one model")
 
-    def mean(name: str) -> torch.Tensor:
-        return sum(dense_tensor(s, name) for s in sources) / len(sources)
-
-    def encode(name: str, _mean: torch.Tensor) -> Encoded:
+    def encode(name: str, inputs: list[torch.Tensor]) -> Encoded:
         trimmed = []
-        for source in sources:
-            v = dense_tensor(source, name)
+        for v in inputs:
             kept = torch.zeros_like(v).view(-1)
             indices = magnitude(v, keep)
             kept[indices] = v.reshape(-1)[indices]
@@ -128,16 +125,16 @@ def combine_ties(sources: list[Path], out: Path, keep: float, progress: bool = T
         count = agree.sum(0)
         merged = torch.where(agree, stacked, 0).sum(0) / count.clamp(min=1)
         indices = (count > 0).nonzero().squeeze(1)
-        return encode_sparse(name, _mean, indices, merged[indices])
+        return encode_sparse(name, inputs[0], indices, merged[indices])
 
     settings = {"method": "ties", "keep": keep, "inputs": [str(s) for s in sources]}
-    return _write(out, sources, metadatas[0], settings, mean, encode, progress)
+    return _write(out, sources, metadatas[0], settings, encode, progress)
 
 
 def _write(out: Path, sources: list[Path], metadata: dict, settings: dict,
-           reference: Callable[[str], torch.Tensor], encode: Callable[[str, torch.Tensor], Encoded],
-           progress: bool) -> dict:
-    """Encode every tensor of `reference` and write the new vector folder atomically."""
+           encode: Callable[[str, list[torch.Tensor]], Encoded], progress: bool) -> dict:
+    """Encode every tensor of the `sources` (each read once) and write the new vector folder
+    atomically; errors are measured against the source, or the mean of several."""
     from tqdm import tqdm
 
     from rv_merge.guard import write_atomically
@@ -152,8 +149,9 @@ def _write(out: Path, sources: list[Path], metadata: dict, settings: dict,
         stream = SafetensorsStream(folder / FILE)
         error_sq = norm_sq = 0.0
         for name in tqdm(list(metadata["tensors"]), desc=settings["method"], unit="tensor", disable=not progress):
-            v = reference(name)
-            pieces, rebuilt, info = encode(name, v)
+            inputs = [dense_tensor(source, name) for source in sources]
+            v = inputs[0] if len(inputs) == 1 else sum(inputs) / len(inputs)
+            pieces, rebuilt, info = encode(name, inputs)
             for piece_name, tensor in pieces.items():
                 stream.add(piece_name, tensor)
             error, norm = float((rebuilt - v).norm()), float(v.norm())
