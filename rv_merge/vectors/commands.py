@@ -10,7 +10,7 @@ from rv_merge.errors import RecipeError
 
 
 def add_parser(commands) -> None:
-    vector = commands.add_parser("vector", help="reasoning vectors as files: extract, compress, lora, info")
+    vector = commands.add_parser("vector", help="reasoning vectors as files: extract, compress, combine, lora, info")
     sub = vector.add_subparsers(dest="vector_command", required=True)
 
     extract = sub.add_parser("extract", help="write GRPO - SFT (exact by default) as a vector folder")
