@@ -62,7 +62,7 @@ with open(out, "wb") as sink:
 def build_trio(layers: int) -> dict[str, Path]:
     """Qwen2.5-0.5B-shaped random trio; GRPO = SFT + small noise. Cached in bench/work."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
-    from rv_merge.toy_models import build_tokenizer
+    from rv_merge.demo.toy_models import build_tokenizer
 
     config = Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864,
                          num_hidden_layers=layers, num_attention_heads=14, num_key_value_heads=2,
@@ -131,7 +131,7 @@ def run(command: list[str]) -> tuple[float, float]:
 
 def count_inexact(out_file: Path, folders: dict[str, Path]) -> tuple[int, int]:
     """(values differing from float64 target + grpo - sft rounded once to bfloat16, total)."""
-    from rv_merge.method import round_once  # proven against an independent reference in tests
+    from rv_merge.merge.arithmetic import round_once  # proven against an independent reference in tests
 
     same = total = 0
     files = [folders[r] / "model.safetensors" for r in ("target", "sft", "grpo")]

@@ -17,7 +17,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import sysconfig
 import time
 from datetime import date
 from pathlib import Path

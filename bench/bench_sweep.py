@@ -50,8 +50,7 @@ def main() -> None:
     data = str(REPO / base["eval"]["data"])
     settings = {"tasks": [TASK], "limit": args.limit, "num_fewshot": 0, "max_gen_toks": 64, "batch_size": 16,
                 "think": False, "baselines": [], "data": data}
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "RV_EVAL_DATA": data,
-           "RV_STORE": str(WORK / "store")}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "RV_STORE": str(WORK / "store")}
 
     sweep = {**base, "parameters": {**base["parameters"], "alpha": 1.0},
              "eval": {**settings, "alphas": args.alphas}}
@@ -72,7 +71,7 @@ def main() -> None:
                        f"pretrained={WORK / 'multi' / f'alpha-{alpha:g}'},dtype=float32", "--device", "cpu",
                        "--tasks", TASK, "--include_path", str(REPO / "evals" / "tasks"), "--limit", str(args.limit),
                        "--num_fewshot", "0", "--gen_kwargs", "max_gen_toks=64", "--batch_size", "16",
-                       "--seed", "1234", "--output_path", str(out)], env)
+                       "--seed", "1234", "--metadata", json.dumps({"rv_data": data}), "--output_path", str(out)], env)
         result = json.loads(next(out.rglob("results_*.json")).read_text())
         separate[alpha] = result["results"][TASK]["exact_match,flexible-extract"]
     agree = all(abs(swept[a] - separate[a]) == 0 for a in args.alphas)

@@ -8,16 +8,38 @@ them to rv_merge:
 
 - `mergekit.merge_methods` -> register the `reasoning_vector` method;
 - `mergekit.merge`         -> guard `run_merge` with rv_merge's checks and atomic writes.
+
+Fail-safe: if rv_merge cannot be imported or refuses the installed mergekit, mergekit's own
+methods keep working; one line on stderr says why `reasoning_vector` is missing. This is
+also the edge where plain mergekit's users opt in to pickled weights (RV_MERGE_ALLOW_PICKLE=1).
 """
 
+import os
 import sys
 
 _CALLBACKS = {
-    # rv_merge.method registers itself when imported (it may be importing already: it
+    # rv_merge.merge.method registers itself when imported (it may be importing already: it
     # imports mergekit.merge_methods itself), so here it only needs importing.
-    "mergekit.merge_methods": ("rv_merge.method", None),
-    "mergekit.merge": ("rv_merge.guard", "install_guard"),
+    "mergekit.merge_methods": ("rv_merge.merge.method", None),
+    "mergekit.merge": ("rv_merge.merge.guard", "install_guard"),
 }
+_FAILED = []
+
+
+def _run_callback(module, module_name, function_name):
+    if _FAILED:
+        return
+    try:
+        callback_module = __import__(module_name, fromlist=["_"])
+        if function_name is not None:
+            allow_pickle = os.environ.get("RV_MERGE_ALLOW_PICKLE") == "1"
+            getattr(callback_module, function_name)(module, allow_pickle=allow_pickle)
+    except Exception as error:  # rv_merge broken or mismatched: leave mergekit as it is
+        _FAILED.append(error)
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(f"rv-merge: merge method `reasoning_vector` is unavailable ({type(error).__name__}: "
+              f"{first}); mergekit's own methods are unaffected. Reinstall rv-merge to fix it.",
+              file=sys.stderr)
 
 
 class _AfterImport:
@@ -41,9 +63,7 @@ class _AfterImport:
 
         def exec_module(module):
             original_exec(module)
-            callback_module = __import__(module_name, fromlist=["_"])
-            if function_name is not None:
-                getattr(callback_module, function_name)(module)
+            _run_callback(module, module_name, function_name)
 
         spec.loader.exec_module = exec_module
         return spec

@@ -1,17 +1,24 @@
-"""`rv`: the rv-merge command line (check, merge, eval, report, tasks, vector, demo)."""
+"""`rv`: the rv-merge command line (check, merge, eval, report, tasks, vector, demo).
+
+This is the edge: the only place that reads environment variables (RV_EVAL_DATA, RV_STORE,
+RV_TASKS_DIR, HF_HUB_OFFLINE, HF_DATASETS_OFFLINE), once, into an explicit EvalContext
+passed down. Each command imports its stage when it runs, so `rv check` does not pay for
+importing mergekit and lm-eval.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
-from rv_merge.errors import RecipeError
+from rv_merge.errors import RvError, UsageError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rv", description=__doc__)
+    parser = argparse.ArgumentParser(prog="rv", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     check = commands.add_parser("check", help="check a recipe and its models without merging")
@@ -34,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
                           "tensor_parallel_size=2 (vllm) or base_url=http://host:8000/v1/completions")
     evaluate.add_argument("--device", default="cpu", help="hf backend: cpu, cuda, cuda:1")
     evaluate.add_argument("--dtype", default="float32", help="hf backend: float32, bfloat16, auto")
-    evaluate.add_argument("--data", help="offline data folder (sets RV_EVAL_DATA; evals/data is a sample)")
+    evaluate.add_argument("--data", help="offline data folder (default: $RV_EVAL_DATA, else each recipe's "
+                          "eval.data; evals/data is a sample)")
     evaluate.add_argument("--limit", type=int, help="documents per task (overrides the recipe)")
     evaluate.add_argument("--reports", default="reports", help="reports folder")
 
@@ -66,85 +74,88 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "vector":
             vector_commands.run(args)
         elif args.command == "demo":
-            from rv_merge.demo import run_demo
-
-            run_demo(toy=args.toy)
-    except RecipeError as error:
+            run_demo_command(args.toy)
+    except RvError as error:
         print(f"rv {args.command}: error: {error.message}", file=sys.stderr)
         return error.exit_code
     return 0
 
 
-def run_check(recipe_path: str, allow_pickle: bool = False) -> None:
-    from rv_merge.checks import check_recipe
-    from rv_merge.recipe import load_recipe
+def eval_context(backend=None, data: str | None = None):
+    """The evaluation context from flags and the user-facing environment variables."""
+    from rv_merge.evaluate import suite
+    from rv_merge.evaluate.context import DEFAULT_STORE, Backend, EvalContext
 
-    recipe = load_recipe(recipe_path)
-    print(f"ok   {recipe_path}: valid reasoning_vector recipe "
-          f"(alpha {recipe.parameters.alpha}, sign {recipe.parameters.sign:+d})")
-    for line in check_recipe(recipe, recipe_path, allow_pickle=allow_pickle):
+    data = data or os.environ.get("RV_EVAL_DATA")
+    if data and not Path(data).is_dir():
+        raise UsageError(f"--data {data}: no such folder")
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+    return EvalContext(tasks_dir=Path(os.environ.get("RV_TASKS_DIR", suite.TASKS_DIR)),
+                       store=Path(os.environ.get("RV_STORE", DEFAULT_STORE)), backend=backend or Backend(),
+                       data=Path(data).resolve() if data else None, offline=offline)
+
+
+def run_check(recipe_path: str, allow_pickle: bool = False) -> None:
+    from rv_merge.recipe.compatibility import check_recipe_file
+
+    for line in check_recipe_file(recipe_path, allow_pickle):
         print(line)
-    print(f"{recipe_path}: all checks passed")
 
 
 def run_eval(args: argparse.Namespace) -> None:
-    from rv_merge.evaluate import recipe_eval, runner
-    from rv_merge.report import write_index
+    from rv_merge.evaluate.context import Backend
+    from rv_merge.evaluate.recipe_eval import command_line, evaluate_recipes
 
-    if args.data:
-        if not Path(args.data).is_dir():
-            raise RecipeError(f"--data {args.data}: no such folder")
-        os.environ["RV_EVAL_DATA"] = str(Path(args.data).resolve())
-    backend = runner.Backend(args.backend, args.model_args, args.device, args.dtype)
-    files = recipe_eval.recipe_files(args.recipes)
-    for path in files:
-        folder = recipe_eval.evaluate_recipe(path, backend, {"limit": args.limit}, Path(args.reports),
-                                             recipe_eval.command_line())
-        print(f"report: {folder / 'report.md'}")
-    write_index(Path(args.reports))
-    print(f"index: {Path(args.reports) / 'README.md'}")
+    context = eval_context(Backend(args.backend, args.model_args, args.device, args.dtype), args.data)
+    evaluate_recipes(args.recipes, context, {"limit": args.limit}, Path(args.reports), command_line())
 
 
 def run_report(reports_dir: Path) -> None:
-    from rv_merge.report import write_index, write_report
+    from rv_merge.evaluate import suite
+    from rv_merge.report.index import write_index
+    from rv_merge.report.markdown import write_report
 
     folders = sorted(p.parent for p in reports_dir.glob("*/results.json"))
     if not folders:
-        raise RecipeError(f"{reports_dir}: no stored results (*/results.json); run `rv eval` first")
+        raise UsageError(f"{reports_dir}: no stored results (*/results.json); run `rv eval` first")
+    variants = suite.adversarial_variants(Path(os.environ.get("RV_TASKS_DIR", suite.TASKS_DIR)))
     for folder in folders:
-        write_report(folder)
+        write_report(folder, variants)
         print(f"rebuilt {folder / 'report.md'}")
     write_index(reports_dir)
     print(f"index: {reports_dir / 'README.md'}, {reports_dir / 'index.html'}")
 
 
 def run_tasks(as_json: bool = False) -> None:
-    import json
-
     from rv_merge.evaluate import suite
 
-    tasks = suite.list_tasks()
+    tasks = suite.list_tasks(Path(os.environ.get("RV_TASKS_DIR", suite.TASKS_DIR)))
     print(json.dumps(suite.as_json(tasks), indent=1) if as_json else suite.format_table(tasks))
 
 
 def run_merge_command(args: argparse.Namespace) -> None:
+    from rv_merge.recipe.loading import load_recipe
+
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
-        raise RecipeError(f"{out} exists and is not empty; pass --force to replace it")
-    from rv_merge.recipe import load_recipe
-
+        raise UsageError(f"{out} exists and is not empty; pass --force to replace it")
     load_recipe(args.recipe)  # fail on a bad recipe before importing mergekit (3 s)
-    if args.allow_pickle:
-        from rv_merge.checks import ALLOW_PICKLE_ENV
-
-        os.environ[ALLOW_PICKLE_ENV] = "1"
     from mergekit.options import parse_kmb
 
-    from rv_merge.merge import merge_file
+    from rv_merge.merge.merge_file import merge_file
 
-    merge_file(args.recipe, str(out), device=args.device,
+    merge_file(args.recipe, str(out), allow_pickle=args.allow_pickle, device=args.device,
                out_shard_size=parse_kmb(args.out_shard_size), quiet=args.quiet)
     print(f"wrote {out}")
+
+
+def run_demo_command(toy: bool) -> None:
+    # The demo never reaches the Hub; huggingface_hub and datasets read these when imported.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    from rv_merge.demo.pipeline import run_demo
+
+    run_demo(eval_context(), toy=toy)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,39 @@
-"""The one exception type rv-merge raises for bad input."""
+"""What can go wrong, by kind. Each error's message names the file, key or tensor and the fix.
+
+All of them subclass click's exception so that a failure inside plain `mergekit-yaml` (a
+click program) prints one `Error: ...` line and exits non-zero, without a traceback; `rv`
+prints the same line with its command name.
+"""
 
 import click
 
 
-class RecipeError(click.ClickException):
-    """Bad input: the message names the file, key or tensor, and the fix.
-
-    It subclasses click's exception so that a failure inside plain `mergekit-yaml`
-    (a click program) prints one `Error: ...` line and exits non-zero, without a traceback.
-    """
+class RvError(click.ClickException):
+    """Bad input or a refused operation; never a bug in rv-merge (those stay tracebacks)."""
 
     exit_code = 2
+
+
+class UsageError(RvError):
+    """A command-line flag or argument is wrong (a missing folder, flags that exclude each other)."""
+
+
+class RecipeError(RvError):
+    """A recipe file or its `eval:` section is invalid."""
+
+
+class CompatibilityError(RvError):
+    """The target and the pair (or vector) cannot be merged: architecture, shapes, tokenizers,
+    weights (NaN, pickle), or a model that cannot be found."""
+
+
+class VectorFileError(RvError):
+    """A vector folder is missing, malformed, or cannot be combined with another."""
+
+
+class DataError(RvError):
+    """Task data cannot be found or is empty; the message says where to put it."""
+
+
+class SandboxError(RvError):
+    """Model-written code could not be run in the sandbox at all (not: it ran and failed)."""

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from rv_merge.toy_models import build_toy_trio
+from rv_merge.demo.toy_models import build_toy_trio
 
 BIN = Path(sys.executable).parent
 OFFLINE_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}

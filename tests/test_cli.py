@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from rv_merge.errors import RecipeError
-from rv_merge.guard import write_atomically
-from rv_merge.recipe import load_recipe
+from rv_merge.atomic_files import write_folder
+from rv_merge.recipe.loading import load_recipe
 from tests.conftest import OFFLINE_ENV, load_tensors, mergekit_yaml, recipe_dict, rv, write_recipe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,10 +90,10 @@ def test_write_atomically_leaves_nothing_on_failure(tmp_path):
         raise RecipeError("boom")
 
     with pytest.raises(RecipeError):
-        write_atomically(out, failing_write)
+        write_folder(out, failing_write)
     assert list(tmp_path.iterdir()) == []
 
-    write_atomically(out, lambda staging: Path(staging).mkdir())
+    write_folder(out, lambda staging: Path(staging).mkdir())
     assert out.is_dir() and list(tmp_path.iterdir()) == [out]
 
 

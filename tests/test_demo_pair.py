@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from rv_merge.demo_pair.problems import TEMPLATES, generate, split_of
-from rv_merge.demo_pair.train import answer_reward, completion, final_number
+from rv_merge.demo.pair.problems import TEMPLATES, generate, split_of
+from rv_merge.demo.pair.train import answer_reward, completion, final_number
 
 
 def _evaluate(problem: dict) -> int:
@@ -45,7 +45,7 @@ def test_reward_reads_the_last_number_of_the_answer_only():
 
 
 def test_sft_demonstrations_mix_worked_and_direct_answers_deterministically():
-    from rv_merge.demo_pair.train import Budget, is_direct
+    from rv_merge.demo.pair.train import Budget, is_direct
 
     problems = generate("train", 800, seed=0)
     budget = Budget()

@@ -16,10 +16,11 @@ import pytest
 import torch
 import yaml
 
-from rv_merge import report
+from rv_merge.report import statistics
+from rv_merge.report.markdown import format_estimate
 from rv_merge.cli import main
 from rv_merge.evaluate import suite
-from rv_merge.toy_models import build_toy_trio
+from rv_merge.demo.toy_models import build_toy_trio
 from tests.conftest import BIN, OFFLINE_ENV, load_tensors, recipe_dict, save_tensors, write_recipe
 
 pytestmark = pytest.mark.xdist_group("eval_runner")
@@ -33,24 +34,24 @@ JOBS = 3 * 3 + 2 * 2  # three models x three tasks, plus GRPO and merged on two 
 
 def test_paired_delta_matches_a_hand_computation():
     target, merged = [1, 0, 1, 1], [1, 1, 1, 0]
-    delta = report.paired_delta(target, merged)
+    delta = statistics.paired_delta(target, merged)
     # differences 0, 1, 0, -1: mean 0, sample sd sqrt(2/3), standard error sqrt(2/3)/2
     assert delta.value == 0 and delta.n == 4
     assert math.isclose(delta.stderr, math.sqrt(2 / 3) / 2)
     assert math.isclose(delta.interval[1], 1.96 * math.sqrt(2 / 3) / 2)
     assert not delta.excludes_zero
-    strong = report.paired_delta([0] * 20, [1] * 18 + [0] * 2)
+    strong = statistics.paired_delta([0] * 20, [1] * 18 + [0] * 2)
     assert math.isclose(strong.value, 0.9) and strong.excludes_zero
     assert math.isclose(strong.stderr, math.sqrt(0.9 * 0.1 * 20 / 19 / 20))
 
 
 def test_unpaired_delta_and_main_metric():
-    a, b = report.Estimate(0.5, 0.1, 10), report.Estimate(0.8, 0.2, 10)
-    delta = report.unpaired_delta(a, b)
+    a, b = statistics.Estimate(0.5, 0.1, 10), statistics.Estimate(0.8, 0.2, 10)
+    delta = statistics.unpaired_delta(a, b)
     assert math.isclose(delta.value, 0.3) and math.isclose(delta.stderr, math.sqrt(0.05))
-    assert report.main_metric(["exact_match,strict-match", "exact_match,flexible-extract"]) == "exact_match,flexible-extract"
+    assert statistics.main_metric(["exact_match,strict-match", "exact_match,flexible-extract"]) == "exact_match,flexible-extract"
     with pytest.raises(ValueError):
-        report.paired_delta([1, 0], [1])
+        statistics.paired_delta([1, 0], [1])
 
 
 # ------------------------------------------------------------------ end to end
@@ -133,7 +134,7 @@ def test_report_agrees_with_results(workspace, monkeypatch):
             assert math.isclose(sum(scores) / len(scores), values["value"]), (entry, metric)
     target = samples["target|rv_sciq|acc,none"]
     merged = samples["merged|rv_sciq|acc,none"]
-    expected = report._fmt(report.paired_delta(target, merged), True)
+    expected = format_estimate(statistics.paired_delta(target, merged), True)
     row = next(line for line in text.splitlines() if line.startswith("| rv_sciq | acc,none"))
     assert expected in row
     assert "seed 1234" in text and "limit 3 documents per task" in text and "lm_eval 0.4.13" in text
@@ -146,6 +147,8 @@ def test_lm_eval_response_cache_is_never_used(workspace, monkeypatch):
     import lm_eval
 
     from rv_merge.evaluate import runner
+    from rv_merge.evaluate.context import Backend
+    from rv_merge.evaluate.jobs import Job, ModelUnderTest
 
     seen = {}
 
@@ -154,14 +157,14 @@ def test_lm_eval_response_cache_is_never_used(workspace, monkeypatch):
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(lm_eval, "simple_evaluate", fake)
-    job = runner.Job(runner.ModelUnderTest("target", Path("x"), "fp"), "rv_sciq")
+    job = Job(ModelUnderTest("target", Path("x"), "fp"), "rv_sciq")
     with pytest.raises(RuntimeError):
-        runner._evaluate(object(), job, runner.Backend(), suite_settings(), None)
+        runner._evaluate(object(), job, Backend(), suite_settings(), None)
     assert seen["use_cache"] is None and seen["cache_requests"] is False
 
 
 def suite_settings():
-    from rv_merge.recipe import EvalSettings
+    from rv_merge.recipe.schema import EvalSettings
 
     return EvalSettings(**EVAL)
 
@@ -235,8 +238,8 @@ def test_alpha_sweep_in_memory_equals_separate_merged_models(workspace, monkeypa
     mergekit and evaluated on its own, and its weights are that model's, bit for bit."""
     from transformers import AutoModelForCausalLM
 
-    from rv_merge.evaluate.sweep import InMemoryMerge
-    from rv_merge.recipe import load_recipe
+    from rv_merge.merge.in_memory import InMemoryMerge
+    from rv_merge.recipe.loading import load_recipe
 
     root, models, env = workspace
     settings = {"tasks": ["rv_gsm8k", "rv_sciq"], "limit": 3, "limits": {"rv_sciq": 5}, "num_fewshot": 1,
@@ -250,9 +253,9 @@ def test_alpha_sweep_in_memory_equals_separate_merged_models(workspace, monkeypa
     report_text = (root / "reports" / "sweep" / "report.md").read_text()
     assert "## Alpha sweep" in report_text and (root / "reports" / "sweep" / "sweep.png").is_file()
     assert len(swept["sft|rv_sciq|acc,none"]) == 5 and len(swept["sft|rv_gsm8k|exact_match,flexible-extract"]) == 3
-    delta = report.paired_delta(swept["sft|rv_sciq|acc,none"], swept["grpo|rv_sciq|acc,none"])
-    assert f"| rv_sciq | acc,none | {report._fmt(report.mean_estimate(swept['sft|rv_sciq|acc,none']))}" in report_text
-    assert report._fmt(delta, True) in report_text.split("## The pair")[1].split("##")[0]
+    delta = statistics.paired_delta(swept["sft|rv_sciq|acc,none"], swept["grpo|rv_sciq|acc,none"])
+    assert f"| rv_sciq | acc,none | {format_estimate(statistics.mean_estimate(swept['sft|rv_sciq|acc,none']))}" in report_text
+    assert format_estimate(delta, True) in report_text.split("## The pair")[1].split("##")[0]
 
     target = AutoModelForCausalLM.from_pretrained(models["target"], dtype=torch.float32)
     merge = InMemoryMerge(load_recipe(root / "sweep.yml"), "sweep.yml")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from rv_merge.method import apply_vector, round_once
+from rv_merge.merge.arithmetic import apply_vector, round_once
 from tests.conftest import BIN, OFFLINE_ENV, load_tensors, mergekit_yaml, recipe_dict, write_recipe
 
 pytestmark = pytest.mark.xdist_group("numerics")  # one mergekit-multi run serves the module
@@ -73,9 +73,9 @@ def test_random_tensors_match_reference(dtype):
 
 
 def test_blocks_cover_the_whole_tensor(monkeypatch):
-    import rv_merge.method
+    import rv_merge.merge.arithmetic
 
-    monkeypatch.setattr(rv_merge.method, "BLOCK_ELEMENTS", 1000)  # 21 blocks, last one partial
+    monkeypatch.setattr(rv_merge.merge.arithmetic, "BLOCK_ELEMENTS", 1000)  # 21 blocks, last one partial
     generator = torch.Generator().manual_seed(3)
     target, sft, grpo = (torch.randn(207, 101, generator=generator).to(torch.bfloat16) for _ in range(3))
     assert_bit_identical(apply_vector(target, 0.8, grpo, sft),

@@ -10,7 +10,7 @@ import os
 import pytest
 import torch
 
-from rv_merge.toy_models import build_tokenizer
+from rv_merge.demo.toy_models import build_tokenizer
 from tests.conftest import (
     OFFLINE_ENV,
     copy_model,

@@ -107,3 +107,13 @@ def test_isolation_is_reported():
     assert "rlimits" in description
     if os.geteuid() == 0:  # CI and this project's machines run as root: full isolation expected
         assert "no network" in description and "nobody" in description
+
+
+def test_an_interpreter_that_cannot_start_is_an_error_not_a_failed_program(monkeypatch):
+    """Nothing ran: that must stop the evaluation, not be scored as the model's failure."""
+    from rv_merge.errors import SandboxError
+    from rv_merge.evaluate import sandbox
+
+    monkeypatch.setattr(sandbox, "_isolation_command", lambda: ([], "/no/such/python"))
+    with pytest.raises(SandboxError, match="cannot start the sandboxed interpreter /no/such/python"):
+        run_program("print('hi')\n")

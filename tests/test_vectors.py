@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from rv_merge.cli import main
-from rv_merge.vectors.store import dense_tensor, read_metadata
+from rv_merge.recipe.vector_folder import dense_tensor, read_metadata
 from tests.conftest import load_tensors, mergekit_yaml, recipe_dict, rv, write_recipe
 
 pytestmark = pytest.mark.xdist_group("vectors")

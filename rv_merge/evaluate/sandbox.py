@@ -33,6 +33,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from rv_merge.errors import SandboxError
+
 NOBODY = 65534
 # Inside the new mount namespace: empty scratch filesystems, and /tmp as the working dir.
 MOUNT_SCRATCH = (
@@ -83,12 +85,16 @@ def run_program(code: str, limits: Limits = Limits()) -> Outcome:
                 open(workdir / "stdout", "wb") as out, open(workdir / "stderr", "wb") as err:
             # The program arrives on stdin and output goes to inherited descriptors, so the
             # sandboxed process needs no access to the evaluator's files or paths.
-            process = subprocess.Popen(
-                [*prefix, python, "-I", "-S", "-B", "-"],
-                cwd=workdir, stdin=program, stdout=out, stderr=err,
-                env={"PATH": "/usr/bin:/bin", "HOME": str(workdir), "LANG": "C.UTF-8"},
-                start_new_session=True, preexec_fn=functools.partial(_set_limits, limits),
-            )
+            try:
+                process = subprocess.Popen(
+                    [*prefix, python, "-I", "-S", "-B", "-"],
+                    cwd=workdir, stdin=program, stdout=out, stderr=err,
+                    env={"PATH": "/usr/bin:/bin", "HOME": str(workdir), "LANG": "C.UTF-8"},
+                    start_new_session=True, preexec_fn=functools.partial(_set_limits, limits),
+                )
+            except (OSError, subprocess.SubprocessError) as error:  # not the program failing: nothing ran
+                raise SandboxError(f"cannot start the sandboxed interpreter {python} ({error}); "
+                                   "check that it exists and that `ulimit -u` allows new processes") from None
             try:
                 status = process.wait(timeout=limits.timeout_s)
             except subprocess.TimeoutExpired:

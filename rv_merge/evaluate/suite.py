@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-TASKS_DIR = Path(__file__).resolve().parents[2] / "evals" / "tasks"
-TASKS_ENV = "RV_TASKS_DIR"  # another copy of the task suite (tests, forks of the suite)
+from rv_merge.patches.lm_eval import read_task_yaml
 
-
-def tasks_root() -> Path:
-    return Path(os.environ.get(TASKS_ENV, TASKS_DIR))
+TASKS_DIR = Path(__file__).resolve().parents[2] / "evals" / "tasks"  # the suite shipped with rv-merge
 
 
 @dataclass(frozen=True)
@@ -36,9 +32,8 @@ class GroupInfo:
     file: str
 
 
-def list_tasks(tasks_dir: Path | None = None) -> list[TaskInfo]:
+def list_tasks(tasks_dir: Path = TASKS_DIR) -> list[TaskInfo]:
     """Every rv_ task defined under tasks_dir (includes resolved, hooks not imported)."""
-    tasks_dir = tasks_dir or tasks_root()
     found = []
     for path, config in _configs(tasks_dir):
         if "task" not in config or "group" in config:
@@ -58,9 +53,8 @@ def list_tasks(tasks_dir: Path | None = None) -> list[TaskInfo]:
     return found
 
 
-def list_groups(tasks_dir: Path | None = None) -> list[GroupInfo]:
+def list_groups(tasks_dir: Path = TASKS_DIR) -> list[GroupInfo]:
     """Every group (e.g. rv_bbh, its 27 subtasks) defined under tasks_dir."""
-    tasks_dir = tasks_dir or tasks_root()
     groups = []
     for path, config in _configs(tasks_dir):
         if "group" in config:
@@ -71,9 +65,8 @@ def list_groups(tasks_dir: Path | None = None) -> list[GroupInfo]:
     return groups
 
 
-def task_files(name: str, tasks_dir: Path | None = None) -> set[Path]:
+def task_files(name: str, tasks_dir: Path = TASKS_DIR) -> set[Path]:
     """The files that define a task or group: its YAML, the YAML it includes, their hooks."""
-    tasks_dir = tasks_dir or tasks_root()
     groups = {g.name: g for g in list_groups(tasks_dir)}
     if name in groups:
         files = {tasks_dir / groups[name].file}
@@ -95,38 +88,39 @@ def task_files(name: str, tasks_dir: Path | None = None) -> set[Path]:
     return files
 
 
-def benchmarks_of(name: str, tasks_dir: Path | None = None) -> set[str]:
-    """The data folders (under RV_EVAL_DATA) a task or group reads."""
-    tasks_dir = tasks_dir or tasks_root()
+def benchmarks_of(name: str, tasks_dir: Path = TASKS_DIR) -> set[str]:
+    """The data folders (under the offline data folder) a task or group reads."""
     groups = {g.name: g for g in list_groups(tasks_dir)}
     members = groups[name].tasks if name in groups else (name,)
     by_task = {t.task: t.benchmark.split("/")[0] for t in list_tasks(tasks_dir)}
     return {by_task[m] for m in members if by_task.get(m)}
 
 
-def all_names(tasks_dir: Path | None = None) -> set[str]:
-    tasks_dir = tasks_dir or tasks_root()
+def all_names(tasks_dir: Path = TASKS_DIR) -> set[str]:
     return {t.task for t in list_tasks(tasks_dir)} | {g.name for g in list_groups(tasks_dir)}
 
 
 @functools.lru_cache(maxsize=4)
 def _configs(tasks_dir: Path) -> tuple[tuple[Path, dict], ...]:
     """Each YAML file under tasks_dir with its includes resolved (read once per process)."""
-    from lm_eval.tasks._yaml_loader import load_yaml
-
-    return tuple((path, load_yaml(path, resolve_func=False)) for path in sorted(tasks_dir.rglob("*.yaml")))
+    return tuple((path, read_task_yaml(path)) for path in sorted(tasks_dir.rglob("*.yaml")))
 
 
 def _raw(path: Path) -> dict:
-    from lm_eval.tasks._yaml_loader import load_yaml
-
-    return load_yaml(path, resolve_func=False, recursive=False)
+    return read_task_yaml(path, follow_includes=False)
 
 
 def _metric(config: dict) -> str:
     names = [m["metric"] if isinstance(m["metric"], str) else "custom" for m in config.get("metric_list") or []]
     filters = [f["name"] for f in config.get("filter_list") or [] if isinstance(f, dict)]
     return ", ".join(names) + (f" ({', '.join(filters)})" if filters else "")
+
+
+def adversarial_variants(tasks_dir: Path = TASKS_DIR) -> dict[str, tuple[str, str]]:
+    """Each adversarial task or group -> (the task it perturbs, what the perturbation does)."""
+    variants = {t.task: (t.base, t.perturbation) for t in list_tasks(tasks_dir) if t.kind == "rv_adversarial"}
+    variants.update({g.name: (g.base, g.perturbation) for g in list_groups(tasks_dir) if g.kind == "rv_adversarial"})
+    return variants
 
 
 def format_table(tasks: list[TaskInfo]) -> str:

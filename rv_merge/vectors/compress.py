@@ -24,10 +24,11 @@ from typing import Callable, Optional
 
 import torch
 
-from rv_merge.errors import RecipeError
-from rv_merge.method import round_once
+from rv_merge.atomic_files import write_folder
+from rv_merge.errors import UsageError, VectorFileError
+from rv_merge.merge.arithmetic import round_once
 from rv_merge.vectors.extract import exact_encoding
-from rv_merge.vectors.store import FILE, SafetensorsStream, as_header, copy_model_files, dense_tensor, read_metadata
+from rv_merge.recipe.vector_folder import FILE, SafetensorsStream, as_header, copy_model_files, dense_tensor, read_metadata
 
 VALUE_DTYPE = torch.float32  # stored values of sparse and low-rank encodings
 
@@ -73,13 +74,13 @@ def compress_vector(source: Path, out: Path, method: str, keep: Optional[float] 
         _check_fraction(keep, "--keep")
     elif method == "lowrank":
         if (rank is None) == (energy is None):
-            raise RecipeError("lowrank: give exactly one of --rank N or --energy F")
+            raise UsageError("lowrank: give exactly one of --rank N or --energy F")
         if rank is not None and rank < 1:
-            raise RecipeError(f"--rank {rank}: must be at least 1")
+            raise UsageError(f"--rank {rank}: must be at least 1")
         if energy is not None:
             _check_fraction(energy, "--energy")
     else:
-        raise RecipeError(f"unknown method {method!r}: choose magnitude, dare or lowrank (ties: rv vector combine)")
+        raise UsageError(f"unknown method {method!r}: choose magnitude, dare or lowrank (ties: rv vector combine)")
     metadata = read_metadata(source)
 
     def encode(name: str, inputs: list[torch.Tensor]) -> Encoded:
@@ -104,13 +105,13 @@ def compress_vector(source: Path, out: Path, method: str, keep: Optional[float] 
 def combine_ties(sources: list[Path], out: Path, keep: float, progress: bool = True) -> dict:
     """TIES-combine several vectors of one model into one (sparse) vector."""
     if len(sources) < 2:
-        raise RecipeError("ties combines two or more vectors")
+        raise UsageError("ties combines two or more vectors")
     _check_fraction(keep, "--keep")
     metadatas = [read_metadata(s) for s in sources]
     names = set(metadatas[0]["tensors"])
     for source, other in zip(sources[1:], metadatas[1:]):
         if set(other["tensors"]) != names:
-            raise RecipeError(f"{source} and {sources[0]} hold different tensors; combine vectors of one model")
+            raise VectorFileError(f"{source} and {sources[0]} hold different tensors; combine vectors of one model")
 
     def encode(name: str, inputs: list[torch.Tensor]) -> Encoded:
         trimmed = []
@@ -137,8 +138,6 @@ def _write(out: Path, sources: list[Path], metadata: dict, settings: dict,
     atomically; errors are measured against the source, or the mean of several."""
     from tqdm import tqdm
 
-    from rv_merge.guard import write_atomically
-
     result = {**{k: v for k, v in metadata.items() if k != "rounding"}, "compression": settings, "tensors": {},
               "derived_from": [str(s) for s in sources], "encoding": settings["method"]}
 
@@ -162,7 +161,7 @@ def _write(out: Path, sources: list[Path], metadata: dict, settings: dict,
         result["relative_error"] = math.sqrt(error_sq / norm_sq) if norm_sq else 0.0
         stream.finish(as_header(result))
 
-    write_atomically(out, write)
+    write_folder(out, write)
     return result
 
 
@@ -172,4 +171,4 @@ def _tensor_seed(seed: int, name: str) -> int:
 
 def _check_fraction(value: Optional[float], flag: str) -> None:
     if value is None or not 0 < value <= 1:
-        raise RecipeError(f"{flag} {value}: give a fraction in (0, 1], e.g. 0.1")
+        raise UsageError(f"{flag} {value}: give a fraction in (0, 1], e.g. 0.1")

@@ -19,29 +19,14 @@ from typing import Optional
 
 import torch
 
-from rv_merge.errors import RecipeError
-from rv_merge.method import round_once
-from rv_merge.vectors.store import FILE, FORMAT, SafetensorsStream, as_header, copy_model_files
+from rv_merge.atomic_files import write_folder
+from rv_merge.errors import CompatibilityError, UsageError
+from rv_merge.merge.arithmetic import round_once
+from rv_merge.recipe.weight_files import load_weight, weight_files
+from rv_merge.recipe.vector_folder import FILE, FORMAT, SafetensorsStream, as_header, copy_model_files
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16,
           "float16": torch.float16}
-
-
-def weight_files(folder: Path) -> dict[str, Path]:
-    """Tensor name -> the safetensors file that holds it."""
-    from rv_merge.checks import read_safetensors_headers
-
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise RecipeError(f"{folder}: no *.safetensors weights (pickled weights are not read here)")
-    return {name: file for file in files for name in read_safetensors_headers([file])}
-
-
-def load_weight(files: dict[str, Path], name: str) -> torch.Tensor:
-    from safetensors import safe_open
-
-    with safe_open(str(files[name]), "pt") as handle:
-        return handle.get_tensor(name)
 
 
 def extract_vector(sft: Path, grpo: Path, out: Path, dtype: str = "auto",
@@ -52,14 +37,12 @@ def extract_vector(sft: Path, grpo: Path, out: Path, dtype: str = "auto",
     """
     from tqdm import tqdm
 
-    from rv_merge.guard import write_atomically
-
     if dtype != "auto" and dtype not in DTYPES:
-        raise RecipeError(f"--dtype {dtype}: choose auto (exact) or one of {', '.join(DTYPES)}")
+        raise UsageError(f"--dtype {dtype}: choose auto (exact) or one of {', '.join(DTYPES)}")
     sft_files, grpo_files = weight_files(sft), weight_files(grpo)
     if set(sft_files) != set(grpo_files):
         different = sorted(set(sft_files) ^ set(grpo_files))
-        raise RecipeError(f"{sft} and {grpo} store different tensors ({', '.join(different[:3])} ...); "
+        raise CompatibilityError(f"{sft} and {grpo} store different tensors ({', '.join(different[:3])} ...); "
                           "a vector needs two checkpoints of one model")
     metadata = {"format": FORMAT, "formula": "grpo - sft", "sources": sources or {},
                 "dtype": dtype, "encoding": "dense", "compression": None, "tensors": {},
@@ -74,10 +57,10 @@ def extract_vector(sft: Path, grpo: Path, out: Path, dtype: str = "auto",
         for name in tqdm(sorted(sft_files), desc="extract", unit="tensor", disable=not progress):
             g, s = load_weight(grpo_files, name), load_weight(sft_files, name)
             if g.shape != s.shape:
-                raise RecipeError(f"tensor {name}: shape {list(s.shape)} in SFT but {list(g.shape)} in GRPO")
+                raise CompatibilityError(f"tensor {name}: shape {list(s.shape)} in SFT but {list(g.shape)} in GRPO")
             difference = g.double() - s.double()
             if not torch.isfinite(difference).all():
-                raise RecipeError(f"tensor {name}: GRPO - SFT has NaN or Inf; a checkpoint is corrupt")
+                raise CompatibilityError(f"tensor {name}: GRPO - SFT has NaN or Inf; a checkpoint is corrupt")
             pieces, info = _store(name, difference, g.dtype, dtype)
             info["float64_difference_inexact"] = _inexact_differences(g.double(), s.double(), difference)
             for piece_name, tensor in pieces.items():
@@ -89,7 +72,7 @@ def extract_vector(sft: Path, grpo: Path, out: Path, dtype: str = "auto",
                                 "exact": error_sq == 0.0}
         stream.finish(as_header(metadata))
 
-    write_atomically(out, write)
+    write_folder(out, write)
     return metadata
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from rv_merge.vectors.store import dense_tensor, read_metadata, size_on_disk
+from rv_merge.recipe.weight_files import load_weight, weight_files
+from rv_merge.recipe.vector_folder import dense_tensor, read_metadata, size_on_disk
 
 LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.(.+?)(?:\.weight|\.bias)?$")
 
@@ -63,7 +64,6 @@ def group_of(name: str) -> tuple[str, str]:
 
 def vector_info(vector: Path, other: Optional[Path] = None, target: Optional[Path] = None) -> VectorInfo:
     """Norms per layer and module; relative to `target`'s weights; cosine/sign vs `other`."""
-    from rv_merge.vectors.extract import load_weight, weight_files
 
     metadata = read_metadata(vector)
     other_names = set(read_metadata(other)["tensors"]) if other else set()

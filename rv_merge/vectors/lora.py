@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rv_merge.errors import RecipeError
-from rv_merge.vectors.store import FILE, read_metadata
+from rv_merge.atomic_files import write_folder
+from rv_merge.errors import VectorFileError
+from rv_merge.recipe.vector_folder import FILE, SafetensorsStream, read_metadata
 
 PREFIX = "base_model.model."
 WEIGHT = ".weight"
@@ -30,14 +31,11 @@ def export_lora(vector: Path, out: Path, scale: float = 1.0, base_model: str = "
     """Write `vector`'s low-rank linear layers as a PEFT adapter folder; return a summary."""
     from safetensors import safe_open
 
-    from rv_merge.guard import write_atomically
-    from rv_merge.vectors.store import SafetensorsStream
-
     metadata = read_metadata(vector)
     lowrank = {n: i for n, i in metadata["tensors"].items() if i["encoding"] == "lowrank" and not n.endswith(NOT_LINEAR)}
     if not lowrank:
-        raise RecipeError(f"{vector}: no low-rank tensors; make them first with "
-                          "`rv vector compress VECTOR OUT --method lowrank --rank N`")
+        raise VectorFileError(f"{vector}: no low-rank tensors; make them first with "
+                              "`rv vector compress VECTOR OUT --method lowrank --rank N`")
     ranks = {i["rank"] for i in lowrank.values()}
     rank = max(ranks)
     left_out = {n: i for n, i in metadata["tensors"].items() if n not in lowrank}
@@ -66,7 +64,7 @@ def export_lora(vector: Path, out: Path, scale: float = 1.0, base_model: str = "
         (folder / "adapter_config.json").write_text(json.dumps(config, indent=1))
         (folder / "README.md").write_text(_readme(vector, rank, scale, modules, left_out, left_share))
 
-    write_atomically(out, write)
+    write_folder(out, write)
     return {"rank": rank, "modules": modules, "lora_tensors": len(lowrank), "left_out": sorted(left_out),
             "left_out_norm_share": left_share}
 

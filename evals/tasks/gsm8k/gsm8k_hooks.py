@@ -3,8 +3,8 @@
 from rv_merge.evaluate import data, perturb
 
 
-def load(**_metadata):
-    return data.load("gsm8k", "openai/gsm8k", "main", {"test": "test.jsonl"})
+def load(rv_data=None, **_metadata):
+    return data.load("gsm8k", "openai/gsm8k", "main", {"test": "test.jsonl"}, rv_data)
 
 
 def distractor(dataset):

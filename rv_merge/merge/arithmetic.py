@@ -1,71 +1,62 @@
-"""The `reasoning_vector` merge method: target + sign * alpha * (GRPO - SFT).
+"""The one computation of a merged tensor: target + coefficient * (plus - minus), exactly.
 
-One small kernel plus mergekit's declarative signature. It is registered by name when
-mergekit's `merge_methods` package is imported (see hooks/_rv_merge_hook.py), so plain
-`mergekit-yaml` finds it.
+Used by the mergekit method (rv_merge.merge.method), by merges held in memory for alpha
+sweeps (rv_merge.merge.in_memory) and, with `plus` a stored vector and no `minus`, by vector
+folders applied as recipe sources. So every path casts its inputs by the same rule, refuses
+the same non-finite inputs and overflows, and rounds the same way.
 
 Exactness: the arithmetic runs in float64, a block of elements at a time, and rounds once
-(correctly) to the input dtype: the result is bit-identical to a float64 reference rounded
+(correctly) to the merge dtype: the result is bit-identical to a float64 reference rounded
 to that dtype.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Literal
+from typing import Optional
 
 import torch
 
-from mergekit.merge_methods import (
-    BasePolicy,
-    InputContract,
-    PerNonBase,
-    TensorGroup,
-    merge_method,
-    registry,
-)
-
-from rv_merge.errors import RecipeError
+from rv_merge.errors import CompatibilityError
 
 # Elements converted to float64 at once: two float64 buffers of 64K elements (1 MiB) stay
 # in cache, and bound the extra memory whatever the size of the tensor.
 BLOCK_ELEMENTS = 1 << 16
 
 
-@merge_method(
-    name="reasoning_vector",
-    pretty_name="Reasoning Vector",
-    reference_url="https://arxiv.org/abs/2509.01363",
-    contract=InputContract(
-        base=BasePolicy.REQUIRED, min_inputs=2, max_inputs=3, min_non_base=1, max_non_base=2
-    ),
-)
-def reasoning_vector(
-    group: TensorGroup,
-    role: PerNonBase[Literal["sft", "grpo", "vector"]],
-    alpha: float,
-    sign: Literal[1, -1] = 1,
-) -> torch.Tensor:
-    """target + sign * alpha * v, where v is GRPO - SFT, or a stored vector (role: vector)."""
-    target = group.base.tensor
-    by_role = {role[entry.id]: entry for entry in group.non_base}
-    if set(by_role) not in ({"sft", "grpo"}, {"vector"}):
-        raise RecipeError(
-            f"tensor {group.metadata.name}: the sources need roles sft and grpo, or one "
-            f"role vector; got {sorted(role.values())}"
-        )
-    if "vector" in by_role:
-        plus, minus = by_role["vector"].tensor, None
-    else:
-        plus, minus = by_role["grpo"].tensor, by_role["sft"].tensor
-    merged = apply_vector(target, sign * alpha, plus, minus)
-    # A NaN or Inf in any input makes the result non-finite, except where alpha = 0 returns
-    # the target as it is; a sum screens cheaply (isfinite itself is slow on CPU), and the
-    # exact checks run only when a screen fails.
+def merge_dtype(model_dtypes: list[torch.dtype], recipe_dtype: Optional[torch.dtype] = None) -> torch.dtype:
+    """The dtype a merge computes into and writes: the recipe's `dtype`, else the promoted dtype
+    of the model inputs (never of a vector, which is float64 and stays uncast), as mergekit does."""
+    if recipe_dtype is not None:
+        return recipe_dtype
+    dtype = model_dtypes[0]
+    for other in model_dtypes[1:]:
+        dtype = torch.promote_types(dtype, other)
+    return dtype
+
+
+def merged_tensor(name: str, coefficient: float, target: torch.Tensor, plus: torch.Tensor,
+                  minus: Optional[torch.Tensor] = None, origins: tuple[str, ...] = ("target", "grpo", "sft"),
+                  recipe_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """What a merge writes for tensor `name`: target + coefficient * (plus - minus).
+
+    `plus`, `minus` are GRPO and SFT; or `plus` is a stored float64 vector and `minus` is
+    None. Model inputs are cast to `merge_dtype` (a no-op when mergekit has aligned them
+    already); `origins` names the inputs in errors. Refuses NaN/Inf inputs and overflow.
+    """
+    models = [target] if minus is None else [target, plus, minus]
+    dtype = merge_dtype([t.dtype for t in models], recipe_dtype)
+    target = target.to(dtype)
+    if minus is not None:
+        plus, minus = plus.to(dtype), minus.to(dtype)
+    merged = apply_vector(target, coefficient, plus, minus)
+    # A NaN or Inf in any input makes the result non-finite, except where the coefficient is
+    # 0 and the target comes back as it is; a sum screens cheaply (isfinite itself is slow on
+    # CPU), and the exact checks run only when a screen fails.
     sources = [t for t in (plus, minus) if t is not None]
-    screened = (merged, *sources) if sign * alpha == 0 else (merged,)
+    screened = (merged, *sources) if coefficient == 0 else (merged,)
     if not all(_sum_is_finite(t) for t in screened):
-        _refuse_non_finite(group, merged, sign * alpha)
+        _refuse_non_finite(name, zip(origins, (target, plus, minus)), merged, coefficient)
     return merged
 
 
@@ -75,16 +66,16 @@ def _sum_is_finite(tensor: torch.Tensor) -> bool:
     return bool(torch.isfinite(tensor.sum(dtype=wide)))
 
 
-def _refuse_non_finite(group: TensorGroup, merged: torch.Tensor, coefficient: float) -> None:
-    for entry in group.entries:
-        if not torch.isfinite(entry.tensor).all():
-            raise RecipeError(
-                f"tensor {group.metadata.name} of {entry.id} contains NaN or Inf; "
+def _refuse_non_finite(name: str, inputs, merged: torch.Tensor, coefficient: float) -> None:
+    for origin, tensor in inputs:
+        if tensor is not None and not torch.isfinite(tensor).all():
+            raise CompatibilityError(
+                f"tensor {name} of {origin} contains NaN or Inf; "
                 "the checkpoint is corrupt: re-download or re-export it"
             )
     if not torch.isfinite(merged).all():
-        raise RecipeError(
-            f"tensor {group.metadata.name}: target + {coefficient} * vector overflows "
+        raise CompatibilityError(
+            f"tensor {name}: target + {coefficient} * vector overflows "
             f"{merged.dtype}; lower alpha or set a wider `dtype` (float32)"
         )
 
@@ -184,10 +175,3 @@ def _round_via_odd(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return bits.view(torch.float32).to(dtype)
 
 
-def register_method() -> None:
-    """Register `reasoning_vector` with mergekit (idempotent)."""
-    if reasoning_vector.spec.name not in {m.spec.name for m in registry.registered_methods()}:
-        registry.register(reasoning_vector)
-
-
-register_method()

@@ -102,7 +102,7 @@ def generate(split: str, count: int, seed: int) -> list[dict]:
 
 
 def write_splits(folder: Path, train: int = 2000, test: int = 300, seed: int = 0) -> dict[str, Path]:
-    """Write train.jsonl and test.jsonl (GSM8K layout, usable as RV_EVAL_DATA/gsm8k)."""
+    """Write train.jsonl and test.jsonl (GSM8K layout, usable as DATA/gsm8k of a data folder)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for split, count in (("train", train), ("test", test)):

@@ -1,22 +1,23 @@
 """Compatibility checks between the target and the SFT/GRPO pair, before any merging.
 
 They read only configs, tokenizers and safetensors headers (never tensor data), so they are
-cheap even for 70B checkpoints. Each failure is a RecipeError naming the model, the key or
+cheap even for 70B checkpoints. Each failure is a CompatibilityError naming the model, the key or
 tensor, and the fix. `check_recipe` returns the lines that `rv check` prints.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from rv_merge.errors import RecipeError
-from rv_merge.recipe import Recipe
-from rv_merge.vectors.store import is_vector_folder, read_metadata
+from rv_merge.errors import CompatibilityError
+from rv_merge.recipe.loading import load_recipe
+from rv_merge.recipe.model_locations import locate_model
+from rv_merge.recipe.schema import Recipe
+from rv_merge.recipe.weight_files import read_safetensors_headers
+from rv_merge.recipe.vector_folder import is_vector_folder, read_metadata
 
+# Plain mergekit-yaml has no flag of ours: this variable, read once by the startup hook, opts in.
 ALLOW_PICKLE_ENV = "RV_MERGE_ALLOW_PICKLE"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 HEAD = "lm_head.weight"
@@ -40,10 +41,16 @@ class ModelFiles:
         return f"{self.role} {self.reference}"
 
 
-def check_recipe(recipe: Recipe, source: str, allow_pickle: bool | None = None) -> list[str]:
+def check_recipe_file(path: str, allow_pickle: bool = False) -> list[str]:
+    """`rv check`: validate the recipe file, then check its models; the lines to print."""
+    recipe = load_recipe(path)
+    return [f"ok   {path}: valid reasoning_vector recipe "
+            f"(alpha {recipe.parameters.alpha}, sign {recipe.parameters.sign:+d})",
+            *check_recipe(recipe, path, allow_pickle), f"{path}: all checks passed"]
+
+
+def check_recipe(recipe: Recipe, source: str, allow_pickle: bool = False) -> list[str]:
     """Run every check on a validated recipe; return a line per check that passed."""
-    if allow_pickle is None:
-        allow_pickle = os.environ.get(ALLOW_PICKLE_ENV) == "1"
     roles = {"target": recipe.target, **recipe.sources}
     models = [_read_model(role, ref, source, allow_pickle) for role, ref in roles.items()]
     lines = [
@@ -69,51 +76,6 @@ def check_recipe(recipe: Recipe, source: str, allow_pickle: bool | None = None) 
     return lines
 
 
-# ---------------------------------------------------------------------------- locating
-
-
-def locate_model(reference: str, source: str) -> Path:
-    """A local folder for a model reference: a folder on disk, or a Hub id's cache snapshot."""
-    path = Path(reference).expanduser()
-    looks_like_hub_id = (
-        reference.count("/") == 1 and not reference.startswith((".", "/", "~"))
-    )
-    if path.is_dir():
-        if looks_like_hub_id:
-            raise RecipeError(
-                f"{source}: model `{reference}` could be a local folder or a Hub id; "
-                f"write `./{reference}` for the folder"
-            )
-        return path
-    if not looks_like_hub_id:
-        raise RecipeError(f"{source}: model folder `{reference}` does not exist")
-    return _hub_snapshot(reference, source)
-
-
-def _hub_snapshot(repo_id: str, source: str) -> Path:
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
-    except LocalEntryNotFoundError:
-        pass
-    if constants.HF_HUB_OFFLINE:
-        raise RecipeError(
-            f"{source}: `{repo_id}` is not a local folder and not in the Hugging Face cache "
-            f"({constants.HF_HUB_CACHE}); offline (HF_HUB_OFFLINE=1) it cannot be fetched: run "
-            f"`hf download {repo_id}` where the Hub is reachable, or use a local folder"
-        )
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.txt", "*.model", "*.jinja"]))
-    except Exception as error:  # network, auth, missing repo: all end the check the same way
-        raise RecipeError(
-            f"{source}: cannot fetch `{repo_id}` from the Hub ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else 'no detail'}); check the id and "
-            "your network, or use a local folder"
-        ) from None
-
-
 # ---------------------------------------------------------------------------- reading
 
 
@@ -124,12 +86,12 @@ def _read_model(role: str, reference: str, source: str, allow_pickle: bool) -> M
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     except Exception as error:
-        raise RecipeError(
+        raise CompatibilityError(
             f"{source}: {role} `{reference}`: cannot read config.json ({_first_line(error)}); "
             "the folder must hold a transformers model config"
         ) from None
     if not getattr(config, "architectures", None):
-        raise RecipeError(f"{source}: {role} `{reference}`: config.json names no `architectures`")
+        raise CompatibilityError(f"{source}: {role} `{reference}`: config.json names no `architectures`")
     safetensors = sorted(path.glob("*.safetensors"))
     if is_vector_folder(path):
         metadata = read_metadata(path)
@@ -143,31 +105,15 @@ def _read_model(role: str, reference: str, source: str, allow_pickle: bool) -> M
     else:
         pickles = [p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
         if not pickles:
-            raise RecipeError(f"{source}: {role} `{reference}` has no weight files (*.safetensors)")
+            raise CompatibilityError(f"{source}: {role} `{reference}` has no weight files (*.safetensors)")
         if not allow_pickle:
-            raise RecipeError(
+            raise CompatibilityError(
                 f"{source}: {role} `{reference}` has only pickled weights ({pickles[0].name}), "
                 "which can run code when loaded; convert them to safetensors, or opt in with "
                 f"`rv merge --allow-pickle` (plain mergekit-yaml: {ALLOW_PICKLE_ENV}=1)"
             )
         tensors, weights_format = _pickle_shapes(pickles), "pickle"
     return ModelFiles(role, reference, path, config, tensors, weights_format)
-
-
-def read_safetensors_headers(files: list[Path]) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """Tensor names, dtypes and shapes from safetensors headers (no tensor data is read)."""
-    tensors = {}
-    for file in files:
-        with open(file, "rb") as handle:
-            try:
-                (length,) = struct.unpack("<Q", handle.read(8))
-                header = json.loads(handle.read(length))
-            except (struct.error, ValueError) as error:
-                raise RecipeError(f"{file}: not a readable safetensors file ({error})") from None
-        for name, info in header.items():
-            if name != "__metadata__":
-                tensors[name] = (info["dtype"], tuple(info["shape"]))
-    return tensors
 
 
 def _is_uncached_hub_id(reference: str, path: Path) -> bool:
@@ -180,7 +126,7 @@ def _remote_headers(repo_id: str, source: str) -> dict[str, tuple[str, tuple[int
     try:
         metadata = get_safetensors_metadata(repo_id)
     except Exception as error:
-        raise RecipeError(
+        raise CompatibilityError(
             f"{source}: cannot read the safetensors headers of `{repo_id}` on the Hub "
             f"({_first_line(error)})"
         ) from None
@@ -208,7 +154,7 @@ def _check_architecture(target: ModelFiles, other: ModelFiles, source: str) -> N
     for key in ("architectures", "num_hidden_layers"):
         mine, theirs = getattr(target.config, key, None), getattr(other.config, key, None)
         if mine != theirs:
-            raise RecipeError(
+            raise CompatibilityError(
                 f"{source}: config `{key}` differs: {target.label} has {mine}, "
                 f"{other.label} has {theirs}; the vector only transfers between models of "
                 "one architecture and size"
@@ -224,7 +170,7 @@ def _check_tensor_names(models: list[ModelFiles], source: str) -> None:
         only_other = sorted(set(other.tensors) - set(target.tensors))
         if {*only_target, *only_other} == {HEAD}:
             has, lacks = (target, other) if only_target else (other, target)
-            raise RecipeError(
+            raise CompatibilityError(
                 f"{source}: tensor {HEAD}: {has.label} has a separate lm_head but "
                 f"{lacks.label} ties it to the embeddings; use a target and pair with the "
                 "same `tie_word_embeddings`"
@@ -233,7 +179,7 @@ def _check_tensor_names(models: list[ModelFiles], source: str) -> None:
             f"{'; ' if only_target else ''}{other.label} has extra {_few(only_other)}"
             if only_other else ""
         )
-        raise RecipeError(
+        raise CompatibilityError(
             f"{source}: tensor names differ from the target's: {missing}; the models must "
             "share one architecture"
         )
@@ -253,7 +199,7 @@ def _check_shapes(models: list[ModelFiles], source: str, align_vocabularies: boo
                 if name.endswith(VOCAB_AXIS_SUFFIXES) and shape[1:] == theirs[1:]
                 else "the models must have the same size"
             )
-            raise RecipeError(
+            raise CompatibilityError(
                 f"{source}: tensor {name}: shape {list(shape)} in {target.label} but "
                 f"{list(theirs)} in {other.label}; {fix}"
             )
@@ -264,13 +210,13 @@ def _check_tying(target: ModelFiles, source: str) -> None:
     tied = bool(getattr(target.config, "tie_word_embeddings", False))
     has_head = HEAD in target.tensors
     if tied and has_head:
-        raise RecipeError(
+        raise CompatibilityError(
             f"{source}: {target.label}: config says tie_word_embeddings: true but the weights "
             f"hold a separate {HEAD}, which the merged model would silently ignore; set "
             "`tie_word_embeddings: false` in the target's config.json if the head is separate"
         )
     if not tied and not has_head:
-        raise RecipeError(
+        raise CompatibilityError(
             f"{source}: {target.label}: config says tie_word_embeddings: false but there is no "
             f"{HEAD}; the merged model would get an uninitialized head; set "
             "`tie_word_embeddings: true` in the target's config.json"
@@ -285,7 +231,7 @@ def _check_tokenizers(models: list[ModelFiles], source: str, align_vocabularies:
         if not differing or align_vocabularies:
             continue
         token = sorted(differing)[0]
-        raise RecipeError(
+        raise CompatibilityError(
             f"{source}: tokenizers differ: token {token!r} is id {target.get(token)} in "
             f"{models[0].label} but {vocabulary.get(token)} in {model.label} "
             f"({len(differing)} tokens differ); use a pair built on the target's tokenizer, or "
@@ -303,7 +249,7 @@ def _load_vocabulary(model: ModelFiles, source: str) -> dict[str, int]:
     from transformers import AutoTokenizer
 
     if not any((model.path / name).is_file() for name in TOKENIZER_FILES):
-        raise RecipeError(
+        raise CompatibilityError(
             f"{source}: {model.label}: cannot load its tokenizer (no {', '.join(TOKENIZER_FILES)}); "
             "copy the tokenizer files (tokenizer.json, tokenizer_config.json) into the folder"
         )
@@ -311,7 +257,7 @@ def _load_vocabulary(model: ModelFiles, source: str) -> dict[str, int]:
         tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=False)
         return tokenizer.get_vocab()
     except Exception as error:
-        raise RecipeError(
+        raise CompatibilityError(
             f"{source}: {model.label}: cannot load its tokenizer ({_first_line(error)}); "
             "copy the tokenizer files (tokenizer.json, tokenizer_config.json) into the folder"
         ) from None

@@ -1,7 +1,7 @@
 """Build (once) everything the SmolLM2 demo needs, under models/smollm2/.
 
     instruct/           SmolLM2-135M-Instruct (the target, and the pair's initialization)
-    data/gsm8k/         held-out word problems in GSM8K's layout (RV_EVAL_DATA for rv eval)
+    data/gsm8k/         held-out word problems in GSM8K's layout (the demo recipes' eval.data)
     sft/, grpo/         the pair
     pair.json           GRPO vs SFT on held-out problems: the check that the pair carries something
 
@@ -15,17 +15,18 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from rv_merge.demo_pair.check import grpo_gain
-from rv_merge.demo_pair.model import build_base_model
-from rv_merge.demo_pair.problems import write_splits
-from rv_merge.demo_pair.train import Budget, train_grpo, train_sft
-from rv_merge.recipe import EvalSettings
+from rv_merge.demo.pair.base_model import build_base_model
+from rv_merge.demo.pair.gain import grpo_gain
+from rv_merge.demo.pair.problems import write_splits
+from rv_merge.demo.pair.train import Budget, train_grpo, train_sft
+from rv_merge.evaluate.context import EvalContext
+from rv_merge.recipe.schema import EvalSettings
 
 ROOT = Path("models/smollm2")
 
 
-def build_pair(settings: EvalSettings, root: Path = ROOT, budget: Budget = Budget()) -> dict:
-    """Build what is missing; return pair.json's summary. `settings`: how the check scores."""
+def build_pair(settings: EvalSettings, context: EvalContext, root: Path = ROOT, budget: Budget = Budget()) -> dict:
+    """Build what is missing; return pair.json's summary. `settings`, `context`: how the check scores."""
     started = time.monotonic()
     base = build_base_model(root / "instruct")
     data = root / "data"
@@ -42,7 +43,7 @@ def build_pair(settings: EvalSettings, root: Path = ROOT, budget: Budget = Budge
     summary_path = root / "pair.json"
     if not summary_path.is_file():
         print("checking GRPO against SFT on held-out problems ...", flush=True)
-        gain, sft_scores, grpo_scores = grpo_gain(sft, grpo, data, settings)
+        gain, sft_scores, grpo_scores = grpo_gain(sft, grpo, data, settings, context)
         summary = {"sft_accuracy": sum(sft_scores) / len(sft_scores),
                    "grpo_accuracy": sum(grpo_scores) / len(grpo_scores),
                    "gain": gain.value, "gain_stderr": gain.stderr, "problems": gain.n,

@@ -1,7 +1,7 @@
 """The offline default job: recipe -> merge -> evaluate -> report, on a real model pair.
 
 `rv demo` builds (once, cached) SmolLM2-135M-Instruct, an SFT and a GRPO model trained from
-it on word problems (rv_merge.demo_pair), and the pair's vector in three forms (exact,
+it on word problems (rv_merge.demo.pair), and the pair's vector in three forms (exact,
 low-rank, and that low-rank form as a PEFT LoRA adapter). It then runs `rv eval` on the demo
 recipes: add and subtract the vector, an alpha sweep, and the exact and low-rank vector
 files applied as recipe sources, writing reports/<recipe>/ and the index. No network, no
@@ -14,8 +14,18 @@ scores say nothing about reasoning: they show the pipeline works).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from rv_merge.demo.pair.base_model import chat_reply
+from rv_merge.demo.pair.build import build_pair
+from rv_merge.demo.toy_models import build_toy_trio
+from rv_merge.evaluate.context import EvalContext
+from rv_merge.evaluate.recipe_eval import command_line, evaluate_recipes
+from rv_merge.merge.merge_file import merge_file
+from rv_merge.recipe.compatibility import check_recipe_file
+from rv_merge.recipe.loading import load_recipe
+from rv_merge.vectors import commands as vector_commands
+from rv_merge.vectors.info import format_info, plot_info, vector_info
 
 TOY_DIR = Path("models/toy")
 TOY_RECIPE = Path("recipes/toy-add.yml")
@@ -25,50 +35,41 @@ VECTORS = Path("vectors/smollm2")
 RANK = 16
 DEMO_RECIPES = ["recipes/smollm2-add.yml", "recipes/smollm2-sub.yml", "recipes/smollm2-sweep.yml",
                 "recipes/smollm2-vector-exact.yml", f"recipes/smollm2-vector-r{RANK}.yml"]
+REPORTS = Path("reports")
 
 
-def run_demo(toy: bool = False) -> None:
+def run_demo(context: EvalContext, toy: bool = False) -> None:
+    """`rv demo`, run from the repository root; `context` is where evaluations read and write."""
     if not TOY_RECIPE.is_file():
         raise SystemExit(f"rv demo: run it from the repository root ({TOY_RECIPE} not found)")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     if toy:
-        run_toy_demo()
+        run_toy_demo(context)
     else:
-        run_pair_demo()
+        run_pair_demo(context)
 
 
-def run_pair_demo() -> None:
-    from rv_merge.cli import main
-    from rv_merge.demo_pair.build import build_pair
-    from rv_merge.recipe import load_recipe
-
-    summary = build_pair(load_recipe(PAIR_RECIPE).eval)
+def run_pair_demo(context: EvalContext) -> None:
+    summary = build_pair(load_recipe(PAIR_RECIPE).eval, context)
     print(f"pair check on {summary['problems']} held-out problems: SFT {summary['sft_accuracy']:.3f}, "
           f"GRPO {summary['grpo_accuracy']:.3f}, gain {summary['gain']:+.3f} (standard error "
           f"{summary['gain_stderr']:.3f}; beyond 2 SE: {'yes' if summary['gain_beyond_two_stderr'] else 'NO'})")
+    exact, low_rank, lora = VECTORS / "exact", VECTORS / f"lowrank-r{RANK}", VECTORS / f"lora-r{RANK}"
     steps = [
-        (VECTORS / "exact", ["vector", "extract", str(PAIR_RECIPE), "--out", str(VECTORS / "exact")]),
-        (VECTORS / f"lowrank-r{RANK}", ["vector", "compress", str(VECTORS / "exact"), "--out",
-                                        str(VECTORS / f"lowrank-r{RANK}"), "--method", "lowrank", "--rank", str(RANK)]),
-        (VECTORS / f"lora-r{RANK}", ["vector", "lora", str(VECTORS / f"lowrank-r{RANK}"), "--out",
-                                     str(VECTORS / f"lora-r{RANK}"), "--base-model", "HuggingFaceTB/SmolLM2-135M-Instruct"]),
+        (exact, lambda: vector_commands.extract(exact, recipe=str(PAIR_RECIPE))),
+        (low_rank, lambda: vector_commands.compress(exact, low_rank, "lowrank", rank=RANK)),
+        (lora, lambda: vector_commands.lora(low_rank, lora, base_model="HuggingFaceTB/SmolLM2-135M-Instruct")),
     ]
-    for out, command in steps:
+    for out, build in steps:
         if out.exists():
             print(f"{out}: already built")
-        elif main(command):
-            raise SystemExit(1)
-    write_vector_info(Path("reports"))
-    code = main(["eval", *DEMO_RECIPES])
-    if code:
-        raise SystemExit(code)
+        else:
+            build()
+    write_vector_info(REPORTS)
+    evaluate_recipes(DEMO_RECIPES, context, {}, REPORTS, command_line())
 
 
 def write_vector_info(reports: Path) -> None:
     """reports/smollm2-vector.md and .png: where the vector sits, and what rank 16 keeps of it."""
-    from rv_merge.vectors.info import format_info, plot_info, vector_info
-
     exact, low_rank = VECTORS / "exact", VECTORS / f"lowrank-r{RANK}"
     info = vector_info(exact, low_rank, Path("models/smollm2/instruct"))
     reports.mkdir(exist_ok=True)
@@ -80,23 +81,15 @@ def write_vector_info(reports: Path) -> None:
     print(f"vector summary: {reports / 'smollm2-vector.md'}")
 
 
-def run_toy_demo() -> None:
+def run_toy_demo(context: EvalContext) -> None:
     if not (TOY_DIR / "grpo" / "config.json").is_file():
-        from rv_merge.toy_models import build_toy_trio
-
         print(f"building toy target, SFT and GRPO models in {TOY_DIR} ...")
         build_toy_trio(TOY_DIR)
-
-    from rv_merge.cli import main, run_check
-    from rv_merge.demo_pair.model import chat_reply
-    from rv_merge.merge import merge_file
-
-    run_check(str(TOY_RECIPE))
+    for line in check_recipe_file(str(TOY_RECIPE)):
+        print(line)
     merge_file(str(TOY_RECIPE), str(TOY_OUTPUT), quiet=True)
     print(f"merged {TOY_RECIPE} -> {TOY_OUTPUT}")
     sample = chat_reply(TOY_OUTPUT, "Ana has 3 apples", max_new_tokens=8, skip_special_tokens=False)
     print(f"sample from the merged model: {sample!r}")
     print(f"(the same merge with plain mergekit: mergekit-yaml {TOY_RECIPE} OUT)")
-    code = main(["eval", str(TOY_RECIPE)])  # the recipe's eval.data: the sample data set
-    if code:
-        raise SystemExit(code)
+    evaluate_recipes([str(TOY_RECIPE)], context, {}, REPORTS, command_line())  # its eval.data: the sample set

@@ -19,7 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from rv_merge.demo_pair.problems import generate
+from rv_merge.demo.pair.problems import generate
 
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 STATED = re.compile(r"[Tt]he answer is \$?(-?\d[\d,]*(?:\.\d+)?)")

@@ -1,0 +1,83 @@
+"""The models a recipe is evaluated on: the target, its baselines, and the merge.
+
+The merged model comes from the store (merged there first if missing) or, for an alpha
+sweep, is one loaded target whose weights are rewritten per alpha (no model written). The
+SFT and GRPO baselines of a vector recipe are the models the vector was extracted from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from rv_merge.errors import RecipeError
+from rv_merge.evaluate.jobs import ModelUnderTest
+from rv_merge.merge.in_memory import InMemoryMerge, sweep_label
+from rv_merge.merge.model_store import merge_key, merged_model
+from rv_merge.recipe.model_locations import fingerprint_model, locate_model
+from rv_merge.recipe.schema import EvalSettings, Recipe
+from rv_merge.recipe.vector_folder import read_metadata, size_on_disk
+
+
+@dataclass
+class Conditions:
+    """The models of one recipe's evaluation, by label, and how the merged one was obtained."""
+
+    models: dict[str, ModelUnderTest]
+    references: dict[str, str]  # role -> model reference (target, sft, grpo, vector)
+    fingerprints: dict[str, str]  # role -> fingerprint
+    sweep: dict[str, float] = field(default_factory=dict)  # label -> alpha
+    merged_path: Optional[Path] = None  # the store folder (None for a sweep)
+    merged_now: bool = False
+
+
+def conditions_for(recipe: Recipe, source: str, settings: EvalSettings, store: Path) -> Conditions:
+    references = {"target": recipe.target, **recipe.sources}
+    fingerprints = {role: fingerprint_model(ref, source) for role, ref in references.items()}
+    inputs = dict(fingerprints)  # what the merged weights depend on
+    for role in [r for r in ("sft", "grpo") if r in settings.baselines and r not in references]:
+        references[role] = _vector_source(recipe, source, role)
+        fingerprints[role] = fingerprint_model(references[role], source)
+    models = {label: ModelUnderTest(label, locate_model(references[label], source), fingerprints[label])
+              for label in ("target", "sft", "grpo")
+              if label in references and label in {"target", *settings.baselines}}
+    conditions = Conditions(models, references, fingerprints)
+    if settings.alphas:
+        print(f"{source}: alpha sweep {settings.alphas}, evaluated in memory (no model written)", flush=True)
+        merge, target_path = InMemoryMerge(recipe, source), models["target"].path
+        for alpha in settings.alphas:
+            label = "merged" if alpha == recipe.parameters.alpha else sweep_label(alpha)
+            models[label] = ModelUnderTest(label, target_path, merge_key(_with_alpha(recipe, alpha), inputs),
+                                           merge, recipe.parameters.sign * alpha)
+            conditions.sweep[label] = alpha
+    else:
+        print(f"{source}: merging (or reusing the stored merge) ...", flush=True)
+        conditions.merged_path, conditions.merged_now = merged_model(recipe, source, inputs, store)
+        models["merged"] = ModelUnderTest("merged", conditions.merged_path, conditions.merged_path.name)
+    return conditions
+
+
+def _with_alpha(recipe: Recipe, alpha: float) -> Recipe:
+    return recipe.model_copy(update={"parameters": recipe.parameters.model_copy(update={"alpha": alpha})})
+
+
+def _vector_source(recipe: Recipe, source: str, role: str) -> str:
+    """The SFT or GRPO model a vector was extracted from, as a baseline (still on disk)."""
+    vector = locate_model(recipe.source("vector"), source)
+    recorded = read_metadata(vector).get("sources", {}).get(role, {}).get("path")
+    if not recorded or not Path(recorded).is_dir():
+        raise RecipeError(f"{source}: eval.baselines lists {role}, but the {role} model of vector {vector} "
+                          f"({recorded or 'not recorded'}) is not on disk; remove it from `baselines`")
+    return recorded
+
+
+def vector_summary(recipe: Recipe, source: str) -> dict | None:
+    """What the report says about a vector source: encoding, size, reconstruction error."""
+    if recipe.source("vector") is None:
+        return None
+    folder = locate_model(recipe.source("vector"), source)
+    metadata = read_metadata(folder)
+    compression = {k: v for k, v in (metadata.get("compression") or {}).items() if v is not None and k != "inputs"}
+    return {"path": str(folder), "encoding": metadata["encoding"], "compression": compression,
+            "size_bytes": size_on_disk(folder), "relative_error": metadata.get("relative_error", 0.0)}

@@ -1,0 +1,67 @@
+"""The cache of evaluation results: one JSON file per (model, task, settings) job.
+
+A job's key hashes the model's fingerprint, the task's fingerprint (its YAML files, the
+hooks next to them, the rv_merge.evaluate modules those hooks run, and its data files), the
+generation settings, the seed and the backend. A re-run serves unchanged jobs from here; an
+interrupted run resumes with the jobs it had not finished. lm-eval's own response cache is
+never used: it keys on the request only, so it would serve one checkpoint's answers to
+another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Optional
+
+from rv_merge.atomic_files import write_json
+from rv_merge.evaluate import suite
+from rv_merge.evaluate.context import Backend
+from rv_merge.evaluate.jobs import Job, JobResult
+from rv_merge.recipe.schema import EvalSettings
+
+EVALUATE_SOURCES = Path(__file__).resolve().parent
+# The modules the task hooks in evals/tasks run: they define prompts, perturbations and scores.
+TASK_CODE = ("data.py", "perturb.py", "bbh.py", "humaneval.py", "sandbox.py")
+
+
+def task_fingerprint(task: str, tasks_dir: Path, data: Optional[Path]) -> str:
+    """Hash of everything that defines a task's prompts and scores."""
+    digest = hashlib.sha256()
+    for path in sorted(suite.task_files(task, tasks_dir)) + [EVALUATE_SOURCES / name for name in TASK_CODE]:
+        digest.update(str(path.name).encode() + b"\0" + path.read_bytes())
+    if data:
+        for benchmark in suite.benchmarks_of(task, tasks_dir):
+            for path in sorted((data / benchmark).rglob("*")):
+                if path.is_file():
+                    digest.update(str(path.relative_to(data)).encode() + b"\0" + path.read_bytes())
+    else:
+        digest.update(b"hub")
+    return digest.hexdigest()[:20]
+
+
+def job_key(job: Job, settings: EvalSettings, backend: Backend, task_print: str) -> str:
+    """The cache key of one job; `task_print` is task_fingerprint(job.task, ...)."""
+    payload = {
+        "model": job.model.fingerprint,
+        "task": job.task,
+        "task_fingerprint": task_print,
+        "settings": {**settings.model_dump(mode="json", exclude={"tasks", "baselines", "think", "data", "alphas",
+                                                                  "limits"}),
+                     "limit": settings.limit_for(job.task)},
+        "backend": [backend.name, backend.model_args, backend.dtype],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def store_result(path: Path, result: JobResult) -> None:
+    write_json(path, {"model": result.job.model.label, "model_fingerprint": result.job.model.fingerprint,
+                      "task": result.job.task, "metrics": result.metrics, "per_sample": result.per_sample,
+                      "wall_s": result.wall_s, "details": result.details})
+
+
+def load_result(job: Job, path: Path) -> JobResult:
+    data = json.loads(path.read_text())
+    return JobResult(job, data["metrics"], data["per_sample"], data["wall_s"], cached=True,
+                     details=data.get("details", {}))

@@ -1,0 +1,70 @@
+"""The guard around mergekit's `run_merge` for `reasoning_vector` merges.
+
+Every merge takes this path: `rv merge` and `rv eval`'s store (through
+rv_merge.merge.merge_file), and plain `mergekit-yaml` / `mergekit-multi`, whose `run_merge`
+the startup hook routes here (see rv_merge.patches.mergekit). For each merge it:
+
+1. validates the recipe strictly (from the YAML text when mergekit passes it);
+2. checks that target, SFT and GRPO are compatible (configs, tokenizers, headers);
+3. merges into a staging folder next to OUT and renames it into place only on success,
+   so a failure leaves no output behind and an earlier OUT untouched.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from rv_merge.atomic_files import write_folder
+from rv_merge.merge.arithmetic import merge_dtype
+from rv_merge.merge.method import register_method
+from rv_merge.patches import mergekit as mergekit_patches
+from rv_merge.recipe.compatibility import check_recipe
+from rv_merge.recipe.loading import parse_yaml, validate_recipe
+from rv_merge.recipe.schema import Recipe
+
+LOG = logging.getLogger("rv_merge")
+
+
+def install_guard(merge_module, allow_pickle: bool = False) -> None:
+    """Register the method and route plain mergekit's `reasoning_vector` merges through the guard."""
+    register_method()
+    mergekit_patches.install_vector_loading(merge_dtype)
+    mergekit_patches.wrap_run_merge(merge_module, functools.partial(guarded_run_merge, allow_pickle=allow_pickle))
+
+
+def guarded_run_merge(run_merge: Callable, merge_config, out_path: str, options, config_source: str | None,
+                      allow_pickle: bool = False) -> None:
+    """Validate and check the recipe, then let mergekit's `run_merge` write OUT atomically."""
+    recipe, source = recipe_from_mergekit(merge_config, config_source)
+    for line in check_recipe(recipe, source, allow_pickle):
+        LOG.info("rv-merge check: %s", line)
+    write_folder(out_path, lambda staging: run_merge(merge_config, staging, options, config_source=config_source))
+
+
+def recipe_from_mergekit(merge_config, config_source: str | None) -> tuple[Recipe, str]:
+    """Validate what mergekit is about to merge, from the raw YAML when it is available.
+
+    mergekit-yaml passes the YAML text (so unknown keys are caught); mergekit-multi passes
+    only the parsed configuration, whose unknown keys mergekit has already dropped.
+    """
+    if config_source is not None:
+        source = _recipe_file(config_source)
+        return validate_recipe(parse_yaml(config_source, source), source), source
+    source = "mergekit configuration"
+    return validate_recipe(parse_yaml(merge_config.to_yaml(), source), source), source
+
+
+def _recipe_file(config_source: str) -> str:
+    """The command-line argument that holds this YAML text, to name it in errors."""
+    for argument in sys.argv[1:]:
+        try:
+            if os.path.isfile(argument) and Path(argument).read_text(encoding="utf-8") == config_source:
+                return argument
+        except (OSError, UnicodeDecodeError):
+            continue
+    return "recipe"

@@ -1,0 +1,37 @@
+"""The content-addressed store of merged models.
+
+A merged model lives in `<store>/models/<key>/`, where the key hashes the recipe's merge
+settings and the fingerprints of its inputs: a changed recipe or a changed input weight
+gives a new key (so a stale model is never scored), and an unchanged one finds the folder
+already there (so nothing is merged twice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from rv_merge import __version__
+from rv_merge.merge.merge_file import merge_file
+from rv_merge.recipe.schema import Recipe
+
+
+def merge_key(recipe: Recipe, fingerprints: dict[str, str]) -> str:
+    """What determines the merged weights: the merge settings and the inputs' fingerprints."""
+    settings = recipe.model_dump(mode="json", exclude={"eval", "name"})
+    payload = json.dumps({"recipe": settings, "inputs": fingerprints, "rv_merge": __version__},
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def merged_model(recipe: Recipe, recipe_path: str, fingerprints: dict[str, str], store: Path) -> tuple[Path, bool]:
+    """The store folder of this recipe's merged model, merging it if missing.
+
+    Returns (folder, merged_now).
+    """
+    folder = store / "models" / merge_key(recipe, fingerprints)
+    if (folder / "config.json").is_file():
+        return folder, False
+    merge_file(recipe_path, str(folder), quiet=True)  # checked and written atomically
+    return folder, True

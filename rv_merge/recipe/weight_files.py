@@ -1,0 +1,45 @@
+"""Reading a model folder's safetensors files: headers (names, dtypes, shapes) and single tensors.
+
+Headers are read without touching tensor data, so checks stay cheap for 70B checkpoints;
+tensors are read one at a time, so memory stays bounded by the largest tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from rv_merge.errors import CompatibilityError
+
+
+def read_safetensors_headers(files: list[Path]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Tensor names, dtypes and shapes from safetensors headers (no tensor data is read)."""
+    tensors = {}
+    for file in files:
+        with open(file, "rb") as handle:
+            try:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                header = json.loads(handle.read(length))
+            except (struct.error, ValueError) as error:
+                raise CompatibilityError(f"{file}: not a readable safetensors file ({error})") from None
+        for name, info in header.items():
+            if name != "__metadata__":
+                tensors[name] = (info["dtype"], tuple(info["shape"]))
+    return tensors
+
+
+def weight_files(folder: Path) -> dict[str, Path]:
+    """Tensor name -> the safetensors file that holds it."""
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise CompatibilityError(f"{folder}: no *.safetensors weights (pickled weights are not read here)")
+    return {name: file for file in files for name in read_safetensors_headers([file])}
+
+
+def load_weight(files: dict[str, Path], name: str) -> torch.Tensor:
+    with safe_open(str(files[name]), "pt") as handle:
+        return handle.get_tensor(name)

@@ -1,0 +1,127 @@
+"""report.md of one recipe (and its plots), from its stored results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rv_merge.report.plots import plot_deltas, plot_robustness, plot_sweep
+from rv_merge.report.statistics import Estimate
+from rv_merge.report.tables import Results, comparison_rows, pair_rows, robustness_rows, sweep_rows
+
+
+def write_report(folder: Path, variants: dict[str, tuple[str, str]]) -> None:
+    """report.md and the PNG plots of one recipe, from its stored results.
+
+    `variants`: each adversarial task -> (its clean task, the perturbation), for the
+    robustness table (rv_merge.evaluate.suite.adversarial_variants).
+    """
+    results = Results(folder)
+    rows, robust, sweep = comparison_rows(results), robustness_rows(results, variants), sweep_rows(results)
+    text = _markdown(results.meta, rows, robust, sweep, pair_rows(results))
+    (folder / "report.md").write_text(text, encoding="utf-8")
+    plot_deltas(rows, folder / "deltas.png")
+    plot_robustness(robust, folder / "robustness.png")
+    if sweep:
+        plot_sweep(sweep, folder / "sweep.png")
+
+
+def format_estimate(estimate: Estimate | None, signed: bool = False) -> str:
+    if estimate is None:
+        return "-"
+    value = f"{estimate.value:+.3f}" if signed else f"{estimate.value:.3f}"
+    if estimate.stderr is None:
+        return f"{value} (n={estimate.n})"
+    if signed:
+        low, high = estimate.interval
+        mark = " *" if estimate.excludes_zero else ""
+        return f"{value} [{low:+.3f}, {high:+.3f}]{mark}"
+    return f"{value} ± {estimate.stderr:.3f}"
+
+
+def describe_source(meta: dict) -> str:
+    """`(GRPO - SFT)` for a pair; the vector file, its encoding and size for a vector."""
+    models = meta["models"]
+    vector = meta.get("vector")
+    if not vector:
+        return f"({models['grpo']['reference']} - {models['sft']['reference']})"
+    settings, size = vector_settings(vector)
+    error = f", relative error {vector['relative_error']:.3f} vs its source" if vector["compression"] else ""
+    return f"vector `{models['vector']['reference']}` ({vector['encoding']}{': ' + settings if settings else ''}, {size}{error})"
+
+
+def vector_settings(vector: dict) -> tuple[str, str]:
+    """A vector source's compression settings ("method lowrank, rank 16") and size ("21.9 MiB")."""
+    return ", ".join(f"{k} {v}" for k, v in vector["compression"].items()), f"{vector['size_bytes'] / 2**20:.1f} MiB"
+
+
+def _markdown(meta: dict, rows: list[dict], robust: list[dict], sweep: list[dict], pair: list[dict]) -> str:
+    recipe = meta["recipe"]
+    lines = [
+        f"# rv-merge report: {meta['name']}", "",
+        f"Recipe `{meta['recipe_file']}`: {recipe['base_model']} {'+' if recipe['parameters']['sign'] == 1 else '-'} "
+        f"alpha * {describe_source(meta)}, alpha = {recipe['parameters']['alpha']}.", "",
+        "Scores are means over documents ± standard error. Deltas are paired over the same documents "
+        "(merged or GRPO minus the target) with 95% intervals; `*` marks an interval that excludes zero. "
+        "With few documents the intervals are wide and the normal approximation is rough: read "
+        "unmarked differences as not shown.", "",
+    ]
+    if pair:
+        lines += ["## The pair: GRPO vs SFT (main metric)", "",
+                  "The vector can only transfer what GRPO added to SFT: this is that gain, paired over the same "
+                  "documents.", "", "| task | metric | SFT | GRPO | Δ GRPO − SFT [95% CI] |", "|---|---|---|---|---|"]
+        lines += [f"| {r['task']} | {r['metric']} | {format_estimate(r['sft'])} | {format_estimate(r['grpo'])} | {format_estimate(r['delta'], True)} |"
+                  for r in pair]
+        lines.append("")
+    lines += [
+        "## Target vs merged (and the paper's think-step-by-step conditions)", "",
+        "| task | metric | target | GRPO | merged | GRPO + think | merged + think | Δ merged − target | Δ merged+think − target |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join([
+            row["task"], row["metric"] + (" (main)" if row["main"] else ""),
+            format_estimate(row["target"]), format_estimate(row["grpo"]), format_estimate(row["merged"]), format_estimate(row["grpo+think"]),
+            format_estimate(row["merged+think"]), format_estimate(row.get("delta merged"), True),
+            format_estimate(row.get("delta merged+think"), True)]) + " |")
+    lines += ["", "## Robustness: clean task vs each adversarial variant (main metric)", "",
+              "| variant | perturbation | target clean → variant (drop) | merged clean → variant (drop) | "
+              "Δ merged − target, clean | Δ merged − target, variant | gain survives |",
+              "|---|---|---|---|---|---|---|"]
+    for row in robust:
+        cells = []
+        for model in ("target", "merged"):
+            clean, perturbed, drop = row[model]
+            cells.append(f"{format_estimate(clean)} → {format_estimate(perturbed)} ({format_estimate(drop, True)})")
+        lines.append(f"| {row['variant']} | {row['perturbation']} | {cells[0]} | {cells[1]} | "
+                     f"{format_estimate(row['gain clean'], True)} | {format_estimate(row['gain variant'], True)} | {row['survives']} |")
+    lines += ["", "![deltas](deltas.png)", "", "![robustness](robustness.png)", ""]
+    if sweep:
+        lines += ["## Alpha sweep (main metric)", "",
+                  "Every alpha evaluated on the same documents, each by rewriting one loaded model's weights "
+                  "in place to the merge for that alpha (bit for bit what `mergekit-yaml` writes); Δ is "
+                  "paired against the target.", "",
+                  "| task | alpha | score | Δ − target [95% CI] |", "|---|---|---|---|"]
+        lines += [f"| {r['task']} | {r['alpha']:g} | {format_estimate(r['score'])} | {format_estimate(r['delta'], True)} |" for r in sweep]
+        lines += ["", "![alpha sweep](sweep.png)", ""]
+    lines += ["## How it was run", ""]
+    settings = meta["settings"]
+    lines += [
+        f"- Command: `{meta['command']}`",
+        f"- Date: {meta['started']}; wall time {meta['wall_s']:.1f} s ({meta['jobs_run']} evaluations run, "
+        f"{meta['jobs_cached']} from the cache).",
+        f"- Backend: {meta['backend']['name']} ({meta['backend']['model_args'] or 'default args'}; "
+        f"dtype {meta['backend']['dtype']}, device {meta['backend']['device']}).",
+        f"- Settings: limit {settings['limit']} documents per task"
+        + "".join(f", {task} {n}" for task, n in settings.get("limits", {}).items()) + ", few-shot "
+        f"{settings['num_fewshot'] if settings['num_fewshot'] is not None else 'task default'}, max new tokens "
+        f"{settings['max_gen_toks'] or 'task default'}, greedy decoding, seed {settings['seed']} "
+        f"(python, numpy, torch and few-shot sampling), batch size {settings['batch_size']}.",
+        f"- Data: {meta['data']}.",
+        f"- Code execution (HumanEval): {meta['sandbox']}.",
+        "- Models: " + "; ".join(f"{label} `{m.get('path', m['reference'])}` (fingerprint {m['fingerprint']})"
+                                 for label, m in meta["models"].items()) + ".",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
+        "- Documents per task: " + ", ".join(
+            f"{task} {n}" for task, n in sorted(meta["documents"].items())) + ".",
+    ]
+    return "\n".join(lines) + "\n"

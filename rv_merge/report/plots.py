@@ -1,0 +1,72 @@
+"""The PNG plots of a report: deltas with intervals, robustness, and the alpha curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the non-interactive backend
+
+from rv_merge.report.statistics import Z95
+
+
+def plot_deltas(rows: list[dict], path: Path) -> None:
+    shown = [(r["task"], r.get("delta merged")) for r in rows if r["main"]]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(shown) + 1.5))
+    for y, (task, delta) in enumerate(shown):
+        if delta is None:
+            continue
+        low_high = delta.interval or (delta.value, delta.value)
+        ax.errorbar(delta.value, y, xerr=[[delta.value - low_high[0]], [low_high[1] - delta.value]],
+                    fmt="o", color="tab:red" if delta.excludes_zero else "tab:gray", capsize=3)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(shown)), [t for t, _ in shown])
+    ax.set_xlabel("merged − target (main metric), 95% interval")
+    ax.set_title("Effect of the reasoning vector")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_robustness(rows: list[dict], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(rows) + 2), 4))
+    width = 0.2
+    for i, row in enumerate(rows):
+        for j, (model, color) in enumerate((("target", "tab:blue"), ("merged", "tab:orange"))):
+            clean, perturbed, _ = row[model]
+            for k, estimate in enumerate((clean, perturbed)):
+                if estimate is None:
+                    continue
+                x = i + (2 * j + k - 1.5) * width
+                ax.bar(x, estimate.value, width, color=color, alpha=1.0 if k == 0 else 0.5,
+                       yerr=Z95 * estimate.stderr if estimate.stderr else None, capsize=2,
+                       label=f"{model} {'clean' if k == 0 else 'variant'}" if i == 0 else None)
+    ax.set_xticks(range(len(rows)), [r["variant"] for r in rows], rotation=30, ha="right")
+    ax.set_ylabel("score (main metric), 95% interval")
+    ax.set_title("Robustness: clean vs perturbed")
+    if rows:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_sweep(rows: list[dict], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for index, task in enumerate(dict.fromkeys(r["task"] for r in rows)):
+        mine = [r for r in rows if r["task"] == task]
+        color = f"C{index}"
+        ax.errorbar([r["alpha"] for r in mine], [r["score"].value for r in mine],
+                    yerr=[Z95 * (r["score"].stderr or 0) for r in mine], marker="o", capsize=3, color=color,
+                    label=task)
+        if mine[0]["target"]:
+            ax.axhline(mine[0]["target"].value, color=color, linestyle=":", linewidth=1)
+    ax.set_xlabel("alpha (dotted: the target)")
+    ax.set_ylabel("score (main metric), 95% interval")
+    ax.set_title("Accuracy against alpha")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
