@@ -12,7 +12,7 @@ import pytest
 from rv_merge.evaluate import humaneval
 from rv_merge.evaluate.sandbox import Limits, isolation, run_program
 
-PROMPT = "import os, signal, socket, sys\n\n\ndef add_one(x):\n"
+PROMPT = "import os, socket, sys\n\n\ndef add_one(x):\n"
 TEST = "def check(candidate):\n    assert candidate(1) == 2\n"
 
 
@@ -86,9 +86,9 @@ def test_network_is_unreachable():
 
 def test_killing_the_parent_or_the_evaluator_fails_and_we_survive():
     me = os.getpid()
-    for body in ("    os.kill(os.getppid(), signal.SIGKILL)\n    return x + 1\n",
-                 f"    os.kill({me}, signal.SIGKILL)\n    return x + 1\n",
-                 "    os.killpg(0, signal.SIGKILL)\n    return x + 1\n"):
+    for body in ("    os.kill(os.getppid(), 9)\n    return x + 1\n",
+                 f"    os.kill({me}, 9)\n    return x + 1\n",
+                 "    os.killpg(0, 9)\n    return x + 1\n"):
         result = score(body)
         assert not result["passed"], body
         assert "sandbox: os.kill" in result["reason"], result["reason"]

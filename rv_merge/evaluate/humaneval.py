@@ -10,16 +10,16 @@ from rv_merge.evaluate.sandbox import Limits, run_program
 LIMITS = Limits(timeout_s=10.0, cpu_s=10, memory_mb=1024)
 
 
-def program(doc: dict, completion: str) -> str:
-    """The prompt, the model's completion, the tests, and the call that runs them."""
-    return f"{doc['prompt']}{completion}\n\n{doc['test']}\n\ncheck({doc['entry_point']})\n"
+def run_sample(doc: dict, completion: str):
+    """The prompt and the model's completion as the solution, then the tests and `check`."""
+    return run_program(doc["prompt"] + completion, doc["test"], doc["entry_point"], LIMITS)
 
 
 def execute(resps: list[list[str]], docs: list[dict]) -> list[list[dict]]:
     """lm-eval filter: replace each completion by its sandboxed outcome."""
     jobs = [(doc, completion) for doc, completions in zip(docs, resps) for completion in completions]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        outcomes = list(pool.map(lambda job: run_program(program(*job), LIMITS), jobs))
+        outcomes = list(pool.map(lambda job: run_sample(*job), jobs))
     results, position = [], 0
     for completions in resps:
         results.append([

@@ -23,7 +23,7 @@ from rv_merge.recipe.schema import EvalSettings
 
 EVALUATE_SOURCES = Path(__file__).resolve().parent
 # The modules the task hooks in evals/tasks run: they define prompts, perturbations and scores.
-TASK_CODE = ("data.py", "perturb.py", "bbh.py", "humaneval.py", "sandbox.py")
+TASK_CODE = ("data.py", "perturb.py", "bbh.py", "humaneval.py", "sandbox.py", "sandbox_harness.py")
 
 
 def task_fingerprint(task: str, tasks_dir: Path, data: Optional[Path]) -> str:

