@@ -71,11 +71,14 @@ def test_rv_merge_matches_mergekit_yaml_and_protects_existing_output(toy, tmp_pa
     (out / "keep.txt").write_text("x")
     refused = rv("merge", recipe, out)
     assert refused.returncode == 2 and "--force" in refused.stderr
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    forced = rv("merge", recipe, out, "--force", "--quiet")  # --force never deletes others' files
+    assert forced.returncode == 2 and "rv-merge did not write (keep.txt)" in forced.stderr
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "x"
 
-    merged = rv("merge", recipe, out, "--force", "--quiet")
+    (out / "keep.txt").unlink()
+    assert rv("merge", recipe, out, "--quiet").returncode == 0
+    merged = rv("merge", recipe, out, "--force", "--quiet")  # an output rv-merge wrote is replaced
     assert merged.returncode == 0, merged.stderr
-    assert not (out / "keep.txt").exists()
     assert mergekit_yaml(recipe, tmp_path / "plain").returncode == 0
     mine, plain = load_tensors(out), load_tensors(tmp_path / "plain")
     assert mine.keys() == plain.keys() and all(torch.equal(mine[k], plain[k]) for k in mine)

@@ -6,8 +6,9 @@ the startup hook routes here (see rv_merge.patches.mergekit). For each merge it:
 
 1. validates the recipe strictly (from the YAML text when mergekit passes it);
 2. checks that target, SFT and GRPO are compatible (configs, tokenizers, headers);
-3. merges into a staging folder next to OUT and renames it into place only on success,
-   so a failure leaves no output behind and an earlier OUT untouched.
+3. merges into a staging folder next to OUT and swaps it into place only on success, so a
+   failure leaves no output behind and an earlier OUT untouched; an OUT that holds files
+   rv-merge did not write is refused first, naming them (rv_merge.atomic_files).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from rv_merge.atomic_files import write_folder
+from rv_merge.atomic_files import check_replaceable, write_folder
 from rv_merge.merge.arithmetic import merge_dtype
 from rv_merge.merge.method import register_method
 from rv_merge.patches import mergekit as mergekit_patches
@@ -40,6 +41,7 @@ def install_guard(merge_module, allow_pickle: bool = False) -> None:
 def guarded_run_merge(run_merge: Callable, merge_config, out_path: str, options, config_source: str | None,
                       allow_pickle: bool = False) -> None:
     """Validate and check the recipe, then let mergekit's `run_merge` write OUT atomically."""
+    check_replaceable(out_path)  # an OUT holding others' files is refused before any work
     recipe, source = recipe_from_mergekit(merge_config, config_source)
     for line in check_recipe(recipe, source, allow_pickle):
         LOG.info("rv-merge check: %s", line)

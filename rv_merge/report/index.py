@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from rv_merge.atomic_files import write_text
 from rv_merge.report.markdown import format_estimate, vector_settings
 from rv_merge.report.tables import Results, comparison_rows
 
@@ -37,12 +38,12 @@ def write_index(reports_dir: Path) -> None:
     for name, source, task, metric, target, merged, delta in table:
         lines.append(f"| [{name}]({name}/report.md) | {source} | {task} | {metric} | {format_estimate(target)} | "
                      f"{format_estimate(merged)} | {format_estimate(delta, True)} |")
-    (reports_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(reports_dir / "README.md", "\n".join(lines) + "\n")
     cells = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
             name, source, task, metric, format_estimate(target), format_estimate(merged), format_estimate(delta, True))) + "</tr>"
         for name, source, task, metric, target, merged, delta in table)
-    (reports_dir / "index.html").write_text(
+    write_text(reports_dir / "index.html",
         "<!doctype html><meta charset='utf-8'><title>rv-merge reports</title>"
         "<style>body{font-family:sans-serif}td,th{padding:2px 8px;border-bottom:1px solid #ddd}</style>"
         "<h1>rv-merge reports</h1><p>Main metric per task; * marks a 95% interval that excludes zero.</p>"

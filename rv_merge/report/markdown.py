@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rv_merge.atomic_files import write_text
 from rv_merge.report.plots import plot_deltas, plot_robustness, plot_sweep
 from rv_merge.report.statistics import Estimate
-from rv_merge.report.tables import Results, comparison_rows, pair_rows, robustness_rows, sweep_rows
+from rv_merge.report.tables import (
+    Results,
+    comparison_rows,
+    pair_rows,
+    robustness_rows,
+    sweep_rows,
+)
 
 
 def write_report(folder: Path, variants: dict[str, tuple[str, str]]) -> None:
@@ -18,7 +25,7 @@ def write_report(folder: Path, variants: dict[str, tuple[str, str]]) -> None:
     results = Results(folder)
     rows, robust, sweep = comparison_rows(results), robustness_rows(results, variants), sweep_rows(results)
     text = _markdown(results.meta, rows, robust, sweep, pair_rows(results))
-    (folder / "report.md").write_text(text, encoding="utf-8")
+    write_text(folder / "report.md", text)
     plot_deltas(rows, folder / "deltas.png")
     plot_robustness(robust, folder / "robustness.png")
     if sweep:

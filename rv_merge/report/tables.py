@@ -9,7 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rv_merge.report.statistics import Estimate, main_metric, mean_estimate, paired_delta, unpaired_delta
+from rv_merge.report.statistics import (
+    Estimate,
+    main_metric,
+    mean_estimate,
+    paired_delta,
+    unpaired_delta,
+)
 
 
 class Results:

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from rv_merge.atomic_files import write_json
 from rv_merge.demo.pair.base_model import build_base_model
 from rv_merge.demo.pair.gain import grpo_gain
 from rv_merge.demo.pair.problems import write_splits
@@ -49,5 +50,5 @@ def build_pair(settings: EvalSettings, context: EvalContext, root: Path = ROOT, 
                    "gain": gain.value, "gain_stderr": gain.stderr, "problems": gain.n,
                    "gain_beyond_two_stderr": gain.stderr is not None and gain.value > 2 * gain.stderr,
                    "budget": asdict(budget), "build_seconds": round(time.monotonic() - started)}
-        summary_path.write_text(json.dumps(summary, indent=1))
+        write_json(summary_path, summary)
     return json.loads(summary_path.read_text())

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from rv_merge.atomic_files import write_text
+
 NAMES = ["Ana", "Ben", "Chen", "Dina", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea"]
 THINGS = ["apples", "books", "coins", "pencils", "stamps", "marbles", "cards", "shells"]
 
@@ -107,5 +109,5 @@ def write_splits(folder: Path, train: int = 2000, test: int = 300, seed: int = 0
     paths = {}
     for split, count in (("train", train), ("test", test)):
         paths[split] = folder / f"{split}.jsonl"
-        paths[split].write_text("".join(json.dumps(p) + "\n" for p in generate(split, count, seed)))
+        write_text(paths[split], "".join(json.dumps(p) + "\n" for p in generate(split, count, seed)))
     return paths
