@@ -47,5 +47,4 @@ def write_index(reports_dir: Path) -> None:
         "<!doctype html><meta charset='utf-8'><title>rv-merge reports</title>"
         "<style>body{font-family:sans-serif}td,th{padding:2px 8px;border-bottom:1px solid #ddd}</style>"
         "<h1>rv-merge reports</h1><p>Main metric per task; * marks a 95% interval that excludes zero.</p>"
-        "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" + cells + "</table>",
-        encoding="utf-8")
+        "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" + cells + "</table>")
