@@ -50,7 +50,7 @@ def test_rv_check_fails_with_one_line(toy, tmp_path):
     result = rv("check", write_recipe(tmp_path / "r.yml", recipe))
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
-    assert result.stderr.startswith("rv check: error:") and "sign must be 1" in result.stderr
+    assert result.stderr.startswith("rv check: error:") and "sign must be the integer 1" in result.stderr
 
 
 def test_rv_check_reads_hub_ids_from_the_local_cache(toy, tmp_path):

@@ -214,6 +214,13 @@ def test_offline_without_data_is_refused_before_any_work(workspace, monkeypatch,
     ({"alphas": [1, 1]}, "lists an alpha twice"),
     ({"limits": {"rv_sciq_typo": 2}}, "unknown task `rv_sciq_typo`"),
     ({"tasks": ["rv_gsm8k_distracter"]}, "unknown task `rv_gsm8k_distracter`; did you mean `rv_gsm8k_distractor`?"),
+    ({"tasks": []}, "key `eval.tasks`: lists no task"),
+    ({"baselines": []}, "key `eval.baselines`: must include target"),
+    ({"num_fewshot": -2}, "key `eval.num_fewshot`: must be 0 or more, got -2"),
+    ({"limit": 0}, "key `eval.limit`: must be a positive integer, got 0"),
+    ({"limits": {"rv_sciq": -1}}, "rv_sciq: must be a positive integer, got -1"),
+    ({"alphas": [0.5, 0.5000000001, 1.0]}, "alphas [0.5, 0.5000000001] print alike (0.5)"),
+    ({"think": "yes"}, "key `eval.think`: Input should be a valid boolean, got 'yes'"),
 ])
 def test_bad_eval_settings_are_refused_before_any_work(workspace, monkeypatch, capsys, change, message):
     root, _, env = workspace
@@ -226,6 +233,18 @@ def test_bad_eval_settings_are_refused_before_any_work(workspace, monkeypatch, c
     assert main(["eval", str(root / "bad.yml"), "--reports", str(root / "bad-reports")]) == 2
     assert message in capsys.readouterr().err
     assert not (root / "bad-reports").exists()
+
+
+def test_command_line_overrides_are_validated_like_the_file(workspace, monkeypatch, capsys):
+    root, _, env = workspace
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for limit in ("0", "-3"):
+        code = main(["eval", str(root / "toy.yml"), "--limit", limit, "--data", str(REPO / "evals" / "data"),
+                     "--reports", str(root / "override-reports")])
+        assert code == 2
+        assert "command-line ['limit']: key `limit`: must be a positive integer" in capsys.readouterr().err
+    assert not (root / "override-reports").exists()
 
 
 # ------------------------------------------------------------------ alpha sweeps

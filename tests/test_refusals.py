@@ -55,7 +55,15 @@ RECIPE_CASES = {
     "third donor": (lambda r: r["models"].append(dict(r["models"][0])), "has roles ['sft', 'grpo', 'sft']"),
     "vector next to the pair": (lambda r: r["models"].append({"model": "v", "parameters": {"role": "vector"}}),
                                 "has roles ['sft', 'grpo', 'vector']"),
-    "sign 2": (lambda r: r["parameters"].update(sign=2), "sign must be 1 (add the vector) or -1"),
+    "sign 2": (lambda r: r["parameters"].update(sign=2), "sign must be the integer 1 (add the vector) or -1"),
+    "sign 1.0 (a float)": (lambda r: r["parameters"].update(sign=1.0), "sign must be the integer 1"),
+    "sign '1' (a string)": (lambda r: r["parameters"].update(sign="1"), "sign must be the integer 1"),
+    "eval.think a string": (lambda r: r.update(eval={"think": "yes"}),
+                            "key `eval.think`: Input should be a valid boolean, got 'yes'"),
+    "eval.seed a string": (lambda r: r.update(eval={"seed": "42"}),
+                           "key `eval.seed`: Input should be a valid integer, got '42'"),
+    "sft and grpo the same folder": (lambda r: r["models"][1].update(model=r["models"][0]["model"]),
+                                     "sft and grpo are the same folder"),
     "alpha not a number": (lambda r: r["parameters"].update(alpha="high"), "alpha must be a number"),
     "alpha NaN": (lambda r: r["parameters"].update(alpha=math.nan), "alpha must be finite"),
     "alpha Inf in a gradient": (lambda r: r["parameters"].update(alpha=[0.0, math.inf]),
@@ -222,13 +230,15 @@ def test_incompatible_models_are_refused(trios, tmp_path, case):
 
 def test_failed_merge_leaves_the_earlier_output_untouched(trios, tmp_path):
     (target, sft, grpo), _, _ = case_nan(trios, tmp_path)
+    good = trios()
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "earlier.txt").write_text("an earlier merge")
+    earlier = mergekit_yaml(write_recipe(tmp_path / "good.yml", recipe_dict(good["target"], good["sft"], good["grpo"])),
+                            out)
+    assert earlier.returncode == 0, earlier.stderr
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
     result = mergekit_yaml(write_recipe(tmp_path / "r.yml", recipe_dict(target, sft, grpo)), out)
     assert result.returncode != 0 and "NaN" in result.stderr
-    assert [p.name for p in out.iterdir()] == ["earlier.txt"]
-    assert (out / "earlier.txt").read_text() == "an earlier merge"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the earlier merge, byte for byte
     assert not [p for p in tmp_path.iterdir() if ".rv-staging-" in p.name]
 
 

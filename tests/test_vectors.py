@@ -300,3 +300,70 @@ def test_bad_vector_commands_are_refused_before_any_work(vectors, tmp_path):
     result = rv("vector", "extract", "--sft", pair["sft"], "--grpo", built["bf16"][0]["grpo"], "--out", tmp_path / "x")
     assert result.returncode == 2 and "store different tensors" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def rewrite_vector(source: Path, out: Path, change) -> Path:
+    """A copy of a vector folder whose tensors and metadata `change(tensors, metadata)` edits."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from rv_merge.recipe.vector_folder import FILE, SafetensorsStream, as_header
+
+    shutil.copytree(source, out)
+    tensors, metadata = load_file(str(source / FILE)), read_metadata(source)
+    change(tensors, metadata)
+    stream = SafetensorsStream(out / FILE)
+    for name, tensor in tensors.items():
+        stream.add(name, tensor)
+    stream.finish(as_header(metadata))
+    return out
+
+
+def test_nan_in_a_vector_file_is_refused_by_every_command(vectors, tmp_path):
+    _, built = vectors
+    _, vector = built["f32"]
+    name = next(n for n, info in read_metadata(vector)["tensors"].items() if n.endswith("proj.weight"))
+
+    def poison(tensors, _metadata):
+        tensors[name].view(-1)[3] = math.nan
+
+    bad = rewrite_vector(vector, tmp_path / "nan", poison)
+    for command in (["compress", bad, "--out", tmp_path / "c", "--method", "magnitude", "--keep", "0.5"],
+                    ["info", bad], ["combine", bad, vector, "--out", tmp_path / "t"]):
+        result = rv("vector", *command)
+        assert result.returncode == 2 and f"tensor {name} holds NaN or Inf" in result.stderr, (command, result.stderr)
+    low_rank = tmp_path / "lowrank"
+    assert rv("vector", "compress", vector, "--out", low_rank, "--method", "lowrank", "--rank", "2").returncode == 0
+
+    def poison_factor(tensors, _metadata):
+        tensors[f"{name}.lora_A"].view(-1)[0] = math.inf
+
+    bad_low_rank = rewrite_vector(low_rank, tmp_path / "bad-lowrank", poison_factor)
+    result = rv("vector", "lora", bad_low_rank, "--out", tmp_path / "adapter")
+    assert result.returncode == 2 and f"tensor {name} holds NaN or Inf" in result.stderr
+    assert not any((tmp_path / n).exists() for n in ("c", "t", "adapter"))
+
+
+def test_combining_vectors_of_different_shapes_is_refused(vectors, tmp_path):
+    _, built = vectors
+    _, vector = built["f32"]
+    name = next(n for n, info in read_metadata(vector)["tensors"].items()
+                if len(info["shape"]) == 2 and info["shape"][0] != info["shape"][1])
+
+    def transpose(tensors, metadata):
+        tensors[name] = tensors[name].t().contiguous()
+        metadata["tensors"][name]["shape"] = list(tensors[name].shape)
+
+    other = rewrite_vector(vector, tmp_path / "transposed", transpose)
+    result = rv("vector", "combine", vector, other, "--out", tmp_path / "ties")
+    assert result.returncode == 2 and f"tensor {name}: shape" in result.stderr, result.stderr
+    assert not (tmp_path / "ties").exists()
+
+
+def test_a_zero_vector_is_refused(vectors, tmp_path):
+    _, built = vectors
+    pair, _ = built["f32"]
+    result = rv("vector", "extract", "--sft", pair["grpo"], "--grpo", pair["grpo"], "--out", tmp_path / "zero")
+    assert result.returncode == 2 and "identical weights: GRPO - SFT is zero everywhere" in result.stderr
+    assert not (tmp_path / "zero").exists()

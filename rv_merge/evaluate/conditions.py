@@ -15,7 +15,7 @@ from rv_merge.errors import RecipeError
 from rv_merge.evaluate.jobs import ModelUnderTest
 from rv_merge.merge.in_memory import InMemoryMerge, sweep_label
 from rv_merge.merge.model_store import merge_key, merged_model
-from rv_merge.recipe.model_locations import fingerprint_model, locate_model
+from rv_merge.recipe.model_locations import fingerprint_folder, fingerprint_model, locate_model
 from rv_merge.recipe.schema import EvalSettings, Recipe
 from rv_merge.recipe.vector_folder import read_metadata, size_on_disk
 
@@ -48,8 +48,9 @@ def conditions_for(recipe: Recipe, source: str, settings: EvalSettings, store: P
         merge, target_path = InMemoryMerge(recipe, source), models["target"].path
         for alpha in settings.alphas:
             label = "merged" if alpha == recipe.parameters.alpha else sweep_label(alpha)
-            models[label] = ModelUnderTest(label, target_path, merge_key(_with_alpha(recipe, alpha), inputs),
-                                           merge, recipe.parameters.sign * alpha)
+            # Its own key: results of an in-memory merge are never served for a written one.
+            fingerprint = "in-memory-" + merge_key(_with_alpha(recipe, alpha), inputs)
+            models[label] = ModelUnderTest(label, target_path, fingerprint, merge, recipe.parameters.sign * alpha)
             conditions.sweep[label] = alpha
     else:
         print(f"{source}: merging (or reusing the stored merge) ...", flush=True)
@@ -63,13 +64,18 @@ def _with_alpha(recipe: Recipe, alpha: float) -> Recipe:
 
 
 def _vector_source(recipe: Recipe, source: str, role: str) -> str:
-    """The SFT or GRPO model a vector was extracted from, as a baseline (still on disk)."""
+    """The SFT or GRPO model a vector was extracted from, as a baseline: still on disk, unchanged."""
     vector = locate_model(recipe.source("vector"), source)
-    recorded = read_metadata(vector).get("sources", {}).get(role, {}).get("path")
-    if not recorded or not Path(recorded).is_dir():
+    recorded = read_metadata(vector).get("sources", {}).get(role, {})
+    path = recorded.get("path")
+    if not path or not Path(path).is_dir():
         raise RecipeError(f"{source}: eval.baselines lists {role}, but the {role} model of vector {vector} "
-                          f"({recorded or 'not recorded'}) is not on disk; remove it from `baselines`")
-    return recorded
+                          f"({path or 'not recorded'}) is not on disk; remove it from `baselines`")
+    if fingerprint_folder(Path(path)) != recorded.get("fingerprint"):
+        raise RecipeError(f"{source}: eval.baselines lists {role}, but {path} changed since vector {vector} was "
+                          f"extracted from it (fingerprint {fingerprint_folder(Path(path))}, recorded "
+                          f"{recorded.get('fingerprint')}); extract the vector again or remove {role} from `baselines`")
+    return path
 
 
 def vector_summary(recipe: Recipe, source: str) -> dict | None:

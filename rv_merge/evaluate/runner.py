@@ -20,7 +20,7 @@ from lm_eval.tasks import TaskManager
 
 from rv_merge.evaluate.context import Backend, EvalContext
 from rv_merge.evaluate.jobs import Job, JobResult, ModelUnderTest
-from rv_merge.evaluate.result_cache import job_key, load_result, store_result, task_fingerprint
+from rv_merge.evaluate.result_cache import computed_with, job_key, load_result, store_result, task_fingerprint
 from rv_merge.patches.lm_eval import loaded_module
 from rv_merge.recipe.schema import EvalSettings
 
@@ -53,6 +53,7 @@ def run_jobs(
         begin = time.monotonic()
         output = _evaluate(loaded[job.model.label], job, backend, settings, task_manager)
         result = _collect(job, output, time.monotonic() - begin)
+        result.computed_with = computed_with(backend)
         store_result(path, result)
         done_times.append(result.wall_s)
         results.append(result)

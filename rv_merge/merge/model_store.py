@@ -10,19 +10,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
+from importlib.metadata import version
 from pathlib import Path
 
 from rv_merge import __version__
+from rv_merge.merge import arithmetic, method
 from rv_merge.merge.merge_file import merge_file
 from rv_merge.recipe.schema import Recipe
 
 
 def merge_key(recipe: Recipe, fingerprints: dict[str, str]) -> str:
-    """What determines the merged weights: the merge settings and the inputs' fingerprints."""
+    """What determines the merged weights: the merge settings, the inputs' fingerprints, the
+    kernel's code and the mergekit that runs it."""
     settings = recipe.model_dump(mode="json", exclude={"eval", "name"})
-    payload = json.dumps({"recipe": settings, "inputs": fingerprints, "rv_merge": __version__},
-                         sort_keys=True)
+    payload = json.dumps({"recipe": settings, "inputs": fingerprints, "rv_merge": __version__,
+                          "kernel": kernel_fingerprint(), "mergekit": version("mergekit")}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+@lru_cache(maxsize=1)
+def kernel_fingerprint() -> str:
+    """A hash of the code that computes merged tensors."""
+    sources = (Path(arithmetic.__file__).read_bytes(), Path(method.__file__).read_bytes())
+    return hashlib.sha256(b"\0".join(sources)).hexdigest()[:16]
 
 
 def merged_model(recipe: Recipe, recipe_path: str, fingerprints: dict[str, str], store: Path) -> tuple[Path, bool]:

@@ -60,6 +60,7 @@ def check_recipe(recipe: Recipe, source: str, allow_pickle: bool = False) -> lis
         for m in models
     ]
     target = models[0]
+    _check_nonzero_vector(models, source)
     for other in models[1:]:
         _check_architecture(target, other, source)
     _check_tensor_names(models, source)
@@ -148,6 +149,24 @@ def _pickle_shapes(files: list[Path]) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 
 # ---------------------------------------------------------------------------- comparing
+
+
+def _check_nonzero_vector(models: list[ModelFiles], source: str) -> None:
+    """GRPO - SFT of one folder with itself, or a stored vector of norm 0, would merge to the
+    target unchanged: a run that reports success on nothing."""
+    by_role = {m.role: m for m in models}
+    if "sft" in by_role and by_role["sft"].path.resolve() == by_role["grpo"].path.resolve():
+        raise CompatibilityError(
+            f"{source}: sft and grpo are the same folder ({by_role['sft'].path}), so the vector is zero; "
+            "point grpo at the RL-trained checkpoint"
+        )
+    if "vector" in by_role:
+        norms = [info["norm"] for info in read_metadata(by_role["vector"].path)["tensors"].values()]
+        if not any(norms):
+            raise CompatibilityError(
+                f"{source}: vector {by_role['vector'].reference} is zero in every tensor (its pair was "
+                "identical); extract it from an SFT and a GRPO checkpoint that differ"
+            )
 
 
 def _check_architecture(target: ModelFiles, other: ModelFiles, source: str) -> None:

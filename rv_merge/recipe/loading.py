@@ -81,7 +81,7 @@ def validate_recipe(data: Any, source: str) -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as error:
-        raise RecipeError(f"{source}: {_describe(error, data)}") from None
+        raise RecipeError(f"{source}: {describe(error)}") from None
 
 
 def _check_roles(models: Any, source: str) -> None:
@@ -105,7 +105,7 @@ def _check_roles(models: Any, source: str) -> None:
         )
 
 
-def _describe(error: ValidationError, data: dict) -> str:
+def describe(error: ValidationError) -> str:
     """Turn pydantic's first error into one line with the key path and a fix."""
     # An unknown key explains a "missing" one (`alhpa:` for `alpha:`): report it first.
     first = min(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
@@ -120,6 +120,8 @@ def _describe(error: ValidationError, data: dict) -> str:
     if first["type"] == "missing":
         return f"missing required key `{loc}`"
     message = first["msg"].removeprefix("Value error, ")
+    if first["type"].endswith("_type") or first["type"] == "literal_error":  # a value of the wrong type
+        message += f", got {first['input']!r}"
     return f"key `{loc}`: {message}"
 
 

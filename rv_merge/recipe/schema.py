@@ -16,7 +16,9 @@ METHOD_NAME = "reasoning_vector"
 ROLES = ("sft", "grpo", "vector")
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys refused; no coercion (`think: "yes"`, `seed: "42"` and `sign: 1.0` are errors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ModelParameters(_Strict):
@@ -76,8 +78,8 @@ class MethodParameters(_Strict):
     @field_validator("sign", mode="before")
     @classmethod
     def _sign(cls, value: Any) -> Any:
-        if isinstance(value, bool) or value not in (1, -1):
-            raise ValueError(f"sign must be 1 (add the vector) or -1 (subtract it), got {value!r}")
+        if type(value) is not int or value not in (1, -1):
+            raise ValueError(f"sign must be the integer 1 (add the vector) or -1 (subtract it), got {value!r}")
         return value
 
 
@@ -101,7 +103,7 @@ class EvalSettings(_Strict):
     seed: int = 1234
     batch_size: int = 1
     apply_chat_template: bool = False
-    data: Optional[str] = None  # offline data folder (RV_EVAL_DATA), unless that is set already
+    data: Optional[str] = None  # offline data folder, unless --data / RV_EVAL_DATA gives one
     # An alpha sweep: each value is evaluated by rewriting one loaded model in place (no model
     # written). Declared here because a list under `parameters.alpha` is a per-layer gradient.
     alphas: Optional[list[float]] = None
@@ -117,6 +119,34 @@ class EvalSettings(_Strict):
             _finite_number(item, f"alphas[{i}]")
         if len(set(value)) != len(value):
             raise ValueError(f"lists an alpha twice: {value}")
+        labels = [f"{alpha:g}" for alpha in value]
+        if len(set(labels)) != len(labels):
+            twins = [alpha for alpha, label in zip(value, labels) if labels.count(label) > 1]
+            raise ValueError(f"alphas {twins} print alike ({labels[value.index(twins[0])]}) and would share one "
+                             "report row; drop one")
+        return value
+
+    @field_validator("tasks")
+    @classmethod
+    def _some_tasks(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("lists no task; name at least one (`rv tasks` lists them)")
+        return value
+
+    @field_validator("baselines")
+    @classmethod
+    def _with_target(cls, value: list[str]) -> list[str]:
+        if "target" not in value:
+            raise ValueError(f"must include target (the report compares the merged model with it), got {value}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists a baseline twice: {value}")
+        return value
+
+    @field_validator("num_fewshot")
+    @classmethod
+    def _not_negative(cls, value: Optional[int]) -> Optional[int]:
+        if value is not None and value < 0:
+            raise ValueError(f"must be 0 or more, got {value}")
         return value
 
     @field_validator("limits")

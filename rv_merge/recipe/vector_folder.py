@@ -30,6 +30,8 @@ from typing import Iterator
 
 import torch
 
+from rv_merge.errors import VectorFileError
+
 FILE = "vector.safetensors"
 FORMAT = "rv-vector/1"
 METADATA_KEY = "rv_vector"
@@ -106,7 +108,15 @@ def _metadata(folder: str, _mtime: int) -> dict:
 
 
 def dense_tensor(folder: str | Path, name: str, device: str = "cpu") -> torch.Tensor:
-    """Weight `name` of the vector as a dense float64 tensor."""
+    """Weight `name` of the vector as a dense float64 tensor (refused if it holds NaN or Inf)."""
+    tensor = _rebuild(folder, name, device)
+    if not bool(torch.isfinite(tensor.sum())) and not bool(torch.isfinite(tensor).all()):
+        raise VectorFileError(f"{folder}: tensor {name} holds NaN or Inf; the vector file is corrupt: "
+                              "extract it again from its pair")
+    return tensor
+
+
+def _rebuild(folder: str | Path, name: str, device: str) -> torch.Tensor:
     from safetensors import safe_open
 
     info = read_metadata(folder)["tensors"][name]

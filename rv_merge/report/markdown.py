@@ -131,4 +131,21 @@ def _markdown(meta: dict, rows: list[dict], robust: list[dict], sweep: list[dict
         "- Documents per task: " + ", ".join(
             f"{task} {n}" for task, n in sorted(meta["documents"].items())) + ".",
     ]
+    lines += _computed_with(meta["results"])
     return "\n".join(lines) + "\n"
+
+
+def _computed_with(results: list[dict]) -> list[str]:
+    """Per result, the backend, device, dtype and library versions it was computed with
+    (cached results included); one line per distinct setting."""
+    settings: dict[str, list[str]] = {}
+    for result in results:
+        used = result.get("computed_with")
+        if used:
+            text = (f"{used['backend']} on {used['device']}, {used['dtype']}"
+                    + (f", {used['model_args']}" if used["model_args"] else "") + "; "
+                    + ", ".join(f"{k} {v}" for k, v in sorted(used["versions"].items())))
+            settings.setdefault(text, []).append(f"{result['model']} / {result['task']}")
+    if len(settings) == 1:
+        return [f"- Every result computed with: {next(iter(settings))}."]
+    return [f"- Computed with {text}: {', '.join(jobs)}." for text, jobs in settings.items()]

@@ -112,6 +112,11 @@ def combine_ties(sources: list[Path], out: Path, keep: float, progress: bool = T
     for source, other in zip(sources[1:], metadatas[1:]):
         if set(other["tensors"]) != names:
             raise VectorFileError(f"{source} and {sources[0]} hold different tensors; combine vectors of one model")
+        for name in sorted(names):
+            shapes = other["tensors"][name]["shape"], metadatas[0]["tensors"][name]["shape"]
+            if shapes[0] != shapes[1]:
+                raise VectorFileError(f"tensor {name}: shape {shapes[0]} in {source} but {shapes[1]} in {sources[0]}; "
+                                      "combine vectors of one model")
 
     def encode(name: str, inputs: list[torch.Tensor]) -> Encoded:
         trimmed = []

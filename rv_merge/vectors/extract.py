@@ -68,6 +68,9 @@ def extract_vector(sft: Path, grpo: Path, out: Path, dtype: str = "auto",
             metadata["tensors"][name] = info
             error_sq += info["rounding"]["error_norm"] ** 2
             norm_sq += info["norm"] ** 2
+        if norm_sq == 0:
+            raise CompatibilityError(f"{sft} and {grpo} hold identical weights: GRPO - SFT is zero everywhere; "
+                                     "extract from an SFT and a GRPO checkpoint that differ")
         metadata["rounding"] = {"relative_error": math.sqrt(error_sq / norm_sq) if norm_sq else 0.0,
                                 "exact": error_sq == 0.0}
         stream.finish(as_header(metadata))

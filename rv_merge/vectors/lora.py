@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from rv_merge.atomic_files import write_folder
 from rv_merge.errors import VectorFileError
 from rv_merge.recipe.vector_folder import FILE, SafetensorsStream, read_metadata
@@ -50,6 +52,9 @@ def export_lora(vector: Path, out: Path, scale: float = 1.0, base_model: str = "
         with safe_open(str(Path(vector) / FILE), "pt") as handle:
             for name, info in lowrank.items():
                 b, a = handle.get_tensor(f"{name}.lora_B"), handle.get_tensor(f"{name}.lora_A")
+                if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+                    raise VectorFileError(f"{vector}: tensor {name} holds NaN or Inf; the vector file is corrupt: "
+                                          "compress it again from its source")
                 pad = rank - info["rank"]  # peft needs one r per adapter: pad smaller ranks with zeros
                 b = _pad(b * scale, 1, pad)
                 a = _pad(a, 0, pad)
@@ -70,8 +75,6 @@ def export_lora(vector: Path, out: Path, scale: float = 1.0, base_model: str = "
 
 
 def _pad(tensor, dim: int, count: int):
-    import torch
-
     if count == 0:
         return tensor
     shape = list(tensor.shape)
