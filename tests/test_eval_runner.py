@@ -292,3 +292,32 @@ def test_alpha_sweep_in_memory_equals_separate_merged_models(workspace, monkeypa
         state = target.state_dict()
         for tensor_name, tensor in written.items():
             assert torch.equal(state[tensor_name], tensor.float()), (alpha, tensor_name)
+
+
+def test_cache_keys_change_with_everything_that_changes_a_result(monkeypatch):
+    from rv_merge.evaluate import result_cache
+    from rv_merge.evaluate.context import Backend
+    from rv_merge.evaluate.jobs import Job, ModelUnderTest
+
+    job, settings = Job(ModelUnderTest("target", Path("x"), "fp"), "rv_sciq"), suite_settings()
+    key = result_cache.job_key(job, settings, Backend(), "task-fp")
+    assert key == result_cache.job_key(job, settings, Backend(), "task-fp")
+    assert key != result_cache.job_key(job, settings, Backend(device="cuda"), "task-fp")
+    assert key != result_cache.job_key(job, settings, Backend(dtype="bfloat16"), "task-fp")
+    real = result_cache.version
+    monkeypatch.setattr(result_cache, "version", lambda name: "9.9" if name == "lm_eval" else real(name))
+    assert key != result_cache.job_key(job, settings, Backend(), "task-fp")  # e.g. other BBH exemplars
+
+
+def test_merge_keys_cover_the_kernel_and_mergekit(monkeypatch, toy):
+    from rv_merge.merge import model_store
+    from rv_merge.recipe.loading import validate_recipe
+
+    recipe = validate_recipe(recipe_dict(toy["target"], toy["sft"], toy["grpo"]), "r.yml")
+    key = model_store.merge_key(recipe, {"target": "a"})
+    monkeypatch.setattr(model_store, "kernel_fingerprint", lambda: "another kernel")
+    assert model_store.merge_key(recipe, {"target": "a"}) != key
+    monkeypatch.undo()
+    real = model_store.version
+    monkeypatch.setattr(model_store, "version", lambda name: "0.1.99" if name == "mergekit" else real(name))
+    assert model_store.merge_key(recipe, {"target": "a"}) != key

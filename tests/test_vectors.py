@@ -367,3 +367,22 @@ def test_a_zero_vector_is_refused(vectors, tmp_path):
     result = rv("vector", "extract", "--sft", pair["grpo"], "--grpo", pair["grpo"], "--out", tmp_path / "zero")
     assert result.returncode == 2 and "identical weights: GRPO - SFT is zero everywhere" in result.stderr
     assert not (tmp_path / "zero").exists()
+
+
+def test_a_vectors_baselines_must_be_the_models_it_was_extracted_from(vectors, tmp_path):
+    import shutil
+
+    from rv_merge.errors import RecipeError
+    from rv_merge.evaluate.conditions import _vector_source
+    from rv_merge.recipe.loading import validate_recipe
+
+    _, built = vectors
+    pair, _ = built["f32"]
+    sft, grpo = shutil.copytree(pair["sft"], tmp_path / "sft"), shutil.copytree(pair["grpo"], tmp_path / "grpo")
+    assert rv("vector", "extract", "--sft", sft, "--grpo", grpo, "--out", tmp_path / "v").returncode == 0
+    recipe = validate_recipe(vector_recipe(pair["target"], tmp_path / "v"), "v.yml")
+    assert _vector_source(recipe, "v.yml", "sft") == str(sft.resolve())
+    config = json.loads((sft / "config.json").read_text())
+    (sft / "config.json").write_text(json.dumps({**config, "note": "retrained"}))
+    with pytest.raises(RecipeError, match="changed since vector .* was extracted from it"):
+        _vector_source(recipe, "v.yml", "sft")
