@@ -223,3 +223,45 @@ def test_canonical_solutions_pass_all_164_in_the_sandbox(variant):
     results = humaneval.execute([[d["canonical_solution"]] for d in docs], docs)
     failures = [(d["task_id"], r[0]["reason"]) for d, r in zip(docs, results) if not r[0]["passed"]]
     assert len(docs) == 164 and failures == []
+
+
+def test_surface_variant_keeps_every_number_that_is_not_a_plain_count():
+    """Fractions, times, decimals, money, percentages, ordinals and negatives stay as written
+    (`1/2` -> `one/two` or `3:30` -> `three:30` would change the problem)."""
+    import random
+
+    question = ("Maria ate 1/2 of a pie at 3:30 and paid $5 for 2.5 kg, leaving a 5% tip on the 3rd day; "
+                "it was -2 degrees, so she bought 4 scarves and 12 hats. How many items did she buy?")
+    doc, record = perturb.gsm8k_surface({"question": question, "answer": "... #### 16"}, random.Random(0))
+    for kept in ("1/2", "3:30", "$5", "2.5", "5%", "3rd", "-2"):
+        assert kept in doc["question"], kept
+    assert record["numbers_as_words"] == {"4": "four", "12": "twelve"}
+    assert "four scarves and twelve hats" in doc["question"] and "Maria" not in doc["question"]
+
+
+def test_reorder_variant_moves_only_the_options_block():
+    import random
+
+    stem = "Which colour? Note: the label (A) on the box is a brand, not an option.\nThe sky is"
+    doc = {"input": f"{stem}\nOptions:\n(A) red\n(B) blue\n(C) green", "target": "(B)"}
+    new, record = perturb.bbh_reorder(dict(doc), random.Random(1))
+    assert new["input"].startswith(f"{stem}\nOptions:\n") and record["reordered"]
+    options = dict(perturb.OPTION_LINE.findall(new["input"].split("Options:\n")[1]))
+    assert sorted(options.values()) == ["blue", "green", "red"]
+    assert options[new["target"].strip("()")] == "blue" and new["target"] != "(B)"
+
+
+def test_robustness_compares_the_same_documents_and_subtasks(tmp_path):
+    """A variant run on fewer documents (or fewer subtasks) is compared with the clean run on
+    those documents only."""
+    from rv_merge.report.tables import Results, robustness_rows
+
+    keys = {"rv_bbh": ["a/0", "a/1", "b/0", "c/0"], "rv_bbh_reorder": ["a/0", "c/0"]}
+    samples = {"target|rv_bbh|m": [1, 1, 0, 0], "merged|rv_bbh|m": [1, 1, 1, 0],
+               "target|rv_bbh_reorder|m": [1, 1], "merged|rv_bbh_reorder|m": [1, 1]}
+    (tmp_path / "results.json").write_text(json.dumps({"settings": {"tasks": list(keys)}, "document_keys": keys}))
+    (tmp_path / "per_sample.json").write_text(json.dumps(samples))
+    [row] = robustness_rows(Results(tmp_path), {"rv_bbh_reorder": ("rv_bbh", "options re-ordered")})
+    clean, perturbed, _ = row["target"]
+    assert (clean.value, clean.n) == (0.5, 2) and (perturbed.value, perturbed.n) == (1.0, 2)  # a/0 and c/0 only
+    assert row["gain clean"].value == 0 and row["gain clean"].n == 2

@@ -57,6 +57,7 @@ FIRST_NAMES = [
 ]
 NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
                 "nine", "ten", "eleven", "twelve"]
+SMALL_NUMBER = re.compile(r"(?<![\d.,$/:\-])\b(1[0-2]|\d)\b(?![\d.,%/:]|st|nd|rd|th)")
 
 
 def final_answer(doc: dict) -> str:
@@ -105,8 +106,8 @@ def gsm8k_surface(doc: dict, rng: random.Random) -> tuple[dict, dict]:
         words[match.group(0)] = NUMBER_WORDS[int(match.group(0))]
         return NUMBER_WORDS[int(match.group(0))]
 
-    # a whole number 0-12 standing alone: not part of 3.5, 1,200, $5, 5% or 10th
-    question = re.sub(r"(?<![\d.,$])\b(1[0-2]|\d)\b(?![\d.,%]|st|nd|rd|th)", spell, question)
+    # a whole number 0-12 standing alone: not part of 3.5, 1,200, $5, 5%, 10th, 1/2, 3:30 or -2
+    question = re.sub(SMALL_NUMBER, spell, question)
     doc["question"] = question
     return doc, {"names": names, "numbers_as_words": words}
 
@@ -150,20 +151,21 @@ def sciq_rotations(dataset, variant: str):
     import datasets
 
     rows = []
-    for doc in dataset:
+    for source, doc in enumerate(dataset):
         distractors = [doc["distractor1"], doc["distractor2"], doc["distractor3"]]
         rng_for(variant, doc["question"]).shuffle(distractors)
         for position in range(4):
             row = _lettered(dict(doc), distractors, position)
-            row["perturbation"] = json.dumps(
-                {"variant": variant, "correct_position": LETTERS[position]}, sort_keys=True)
+            row["perturbation"] = json.dumps(  # `source`: the clean document this row rotates
+                {"variant": variant, "correct_position": LETTERS[position], "source": source}, sort_keys=True)
             rows.append(row)
     return datasets.Dataset.from_list(rows)
 
 
 # ------------------------------------------------------------------------- BBH
 
-OPTION_LINE = re.compile(r"^\(([A-R])\) (.*)$", flags=re.M)
+OPTION_LINE = re.compile(r"\(([A-R])\) (.*)")
+OPTION_LETTERS = "ABCDEFGHIJKLMNOPQR"
 ASIDES = [
     "Note: the museum on Elm Street reopened last spring.",
     "Note: a light rain fell over the harbour this morning.",
@@ -172,23 +174,39 @@ ASIDES = [
 
 
 def bbh_reorder(doc: dict, rng: random.Random) -> tuple[dict, dict]:
-    """Re-order the lettered options so the correct one moves; re-letter, fix the target."""
-    options = OPTION_LINE.findall(doc["input"])
+    """Re-order the lettered options so the correct one moves; re-letter, fix the target.
+
+    Only the options block is touched: the last run of lines "(A) ...", "(B) ...", ... in
+    letter order. An "(A) " inside the question's stem stays where it is."""
+    lines = doc["input"].split("\n")
+    block = _options_block(lines)
     correct = doc["target"].strip("() ")
-    letters = [letter for letter, _ in options]
-    if len(options) < 2 or correct not in letters:
+    if block is None or correct not in [letter for letter, _ in block[2]]:
         return doc, {"reordered": False, "reason": "no lettered options"}
+    start, end, options = block
+    letters = [letter for letter, _ in options]
     order = list(range(len(options)))  # order[new position] = old position
     old_index = letters.index(correct)
     while order.index(old_index) == old_index:
         rng.shuffle(order)
-    texts = [options[i][1] for i in order]
-    block = "\n".join(f"({letters[i]}) {text}" for i, text in enumerate(texts))
-    start = doc["input"].index(f"({letters[0]}) ")
-    end_match = list(OPTION_LINE.finditer(doc["input"]))[-1]
-    doc["input"] = doc["input"][:start] + block + doc["input"][end_match.end():]
+    moved = [f"({letters[i]}) {options[old][1]}" for i, old in enumerate(order)]
+    doc["input"] = "\n".join(lines[:start] + moved + lines[end:])
     doc["target"] = f"({letters[order.index(old_index)]})"
     return doc, {"reordered": True, "old_target": f"({correct})", "new_target": doc["target"]}
+
+
+def _options_block(lines: list[str]) -> tuple[int, int, list[tuple[str, str]]] | None:
+    """(first line, line after the last, [(letter, text)]) of the last run of option lines."""
+    for start in reversed(range(len(lines))):
+        options = []
+        for offset, line in enumerate(lines[start:]):
+            match = OPTION_LINE.fullmatch(line)
+            if offset >= len(OPTION_LETTERS) or not match or match.group(1) != OPTION_LETTERS[offset]:
+                break
+            options.append((match.group(1), match.group(2)))
+        if len(options) >= 2:
+            return start, start + len(options), options
+    return None
 
 
 def bbh_irrelevant(doc: dict, rng: random.Random) -> tuple[dict, dict]:

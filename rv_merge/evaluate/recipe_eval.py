@@ -147,6 +147,7 @@ def _results_metadata(path: Path, recipe: Recipe, settings: EvalSettings, contex
                      "wall_s": round(r.wall_s, 3), "cached": r.cached, "computed_with": r.computed_with}
                     for r in results],
         "documents": {r.job.task: max((len(s) for s in r.per_sample.values()), default=0) for r in results},
+        "document_keys": {r.job.task: r.details["documents"] for r in results},
         "data": f"data folder {context.data}" if context.data else HUB_DATA,
         "sandbox": isolation(),
         "versions": {name: version(name) for name in ("rv-merge", "lm_eval", "mergekit", "torch", "transformers")},

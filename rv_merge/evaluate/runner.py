@@ -7,6 +7,7 @@ many jobs are done and the time left.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -117,16 +118,28 @@ def _collect(job: Job, output: dict, wall_s: float) -> JobResult:
                         "stderr": float(stderr) if isinstance(stderr, (int, float)) else None}
     subtasks = sorted(name for name in output["samples"]) if job.task not in output["samples"] else [job.task]
     per_sample: dict[str, list] = {}
+    documents: dict[str, list] = {}  # per filter: the document of each score, see _document_key
     for name in subtasks:
         for sample in sorted(output["samples"][name], key=lambda s: s["doc_id"]):
+            documents.setdefault(sample["filter"], []).append(_document_key(job.task, name, sample))
             for metric in sample["metrics"]:
                 per_sample.setdefault(f"{metric},{sample['filter']}", []).append(float(sample[metric]))
     for key, scores in per_sample.items():
         if key in metrics:
             metrics[key]["n"] = len(scores)
     details = {"n-shot": output.get("n-shot", {}), "versions": output.get("versions", {}),
-               "lm_eval_version": output.get("lm_eval_version")}
+               "lm_eval_version": output.get("lm_eval_version"),
+               "documents": next(iter(documents.values()), [])}
     return JobResult(job, metrics, per_sample, wall_s, details=details)
+
+
+def _document_key(task: str, subtask: str, sample: dict) -> str:
+    """`<subtask>/<index of the clean document>`, alike for a task and its perturbed variants:
+    the subtask without the group's name (rv_bbh_reorder_snarks -> snarks), and the document
+    a perturbed one came from (a rotated SciQ question records its `source`)."""
+    recorded = json.loads(sample["doc"].get("perturbation") or "{}")
+    suffix = "" if subtask == task else subtask.removeprefix(task + "_")
+    return f"{suffix}/{recorded.get('source', sample['doc_id'])}"
 
 
 def _duration(seconds: float) -> str:

@@ -33,6 +33,19 @@ class Results:
         scores = self.scores(model, task, metric)
         return mean_estimate(scores) if scores else None
 
+    def scores_on(self, model: str, task: str, metric: str, documents: set[str] | None) -> list[float] | None:
+        """The scores of the documents in `documents` (all of them if None)."""
+        scores, keys = self.scores(model, task, metric), self.meta.get("document_keys", {}).get(task)
+        if scores is None or documents is None or keys is None:
+            return scores
+        return [score for score, key in zip(scores, keys) if key in documents]
+
+    def shared_documents(self, task: str, other: str) -> set[str] | None:
+        """The documents (and subtasks) both tasks were evaluated on; None for results stored
+        without document keys."""
+        keys = self.meta.get("document_keys", {})
+        return set(keys[task]) & set(keys[other]) if task in keys and other in keys else None
+
     def metrics(self, task: str) -> list[str]:
         found = {key.split("|")[2] for key in self.samples if key.split("|")[1] == task}
         return sorted(found, key=lambda m: (m != main_metric(found), m))
@@ -80,11 +93,12 @@ def robustness_rows(results: Results, variants: dict[str, tuple[str, str]]) -> l
             continue
         metric = main_metric(results.metrics(base))
         row = {"variant": variant, "base": base, "metric": metric, "perturbation": perturbation}
+        shared = results.shared_documents(base, variant)  # same documents and subtasks on both sides
         for model in ("target", "merged"):
-            clean, perturbed = results.estimate(model, base, metric), results.estimate(model, variant, metric)
+            clean, perturbed = (_estimate(results.scores_on(model, task, metric, shared)) for task in (base, variant))
             row[model] = (clean, perturbed, unpaired_delta(perturbed, clean) if clean and perturbed else None)
-        clean_gain = _delta(results, base, metric)
-        variant_gain = _delta(results, variant, metric)
+        clean_gain = _delta(results, base, metric, shared)
+        variant_gain = _delta(results, variant, metric, shared)
         row["gain clean"], row["gain variant"] = clean_gain, variant_gain
         if clean_gain is None or variant_gain is None:
             row["survives"] = "n/a"
@@ -96,9 +110,13 @@ def robustness_rows(results: Results, variants: dict[str, tuple[str, str]]) -> l
     return rows
 
 
-def _delta(results: Results, task: str, metric: str) -> Estimate | None:
-    a, b = results.scores("target", task, metric), results.scores("merged", task, metric)
+def _delta(results: Results, task: str, metric: str, documents: set[str] | None = None) -> Estimate | None:
+    a, b = (results.scores_on(model, task, metric, documents) for model in ("target", "merged"))
     return paired_delta(a, b) if a and b and len(a) == len(b) else None
+
+
+def _estimate(scores: list[float] | None) -> Estimate | None:
+    return mean_estimate(scores) if scores else None
 
 
 def sweep_rows(results: Results) -> list[dict]:
