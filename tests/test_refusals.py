@@ -143,21 +143,6 @@ def case_vocab_size(trios, tmp):
     return (t["target"], trios(vocab_size=330)["sft"], t["grpo"]), "add `tokenizer_source: base`", "model.embed_tokens.weight"
 
 
-def case_donor_without_head(trios, tmp):
-    t = trios(tied=False)
-    sft = copy_model(t["sft"], tmp / "sft")
-    tensors = load_tensors(sft)
-    del tensors["lm_head.weight"]
-    save_tensors(sft, tensors)
-    _edit_config(sft, tie_word_embeddings=True)
-    return (t["target"], sft, t["grpo"]), "ties it to the embeddings", "lm_head.weight"
-
-
-def case_tied_target_untied_pair(trios, tmp):
-    t, u = trios(), trios(tied=False)
-    return (t["target"], u["sft"], u["grpo"]), "same `tie_word_embeddings`", "lm_head.weight"
-
-
 def case_config_disagrees_with_weights(trios, tmp):
     u = trios(tied=False)
     target = copy_model(u["target"], tmp / "target")
@@ -214,7 +199,7 @@ def case_uncached_hub_id(trios, tmp):
 
 MODEL_CASES = {f.__name__.removeprefix("case_"): f for f in [
     case_architecture, case_layer_count, case_shape, case_tensor_names, case_token_ids,
-    case_vocab_size, case_donor_without_head, case_tied_target_untied_pair,
+    case_vocab_size,
     case_config_disagrees_with_weights, case_nan, case_inf, case_missing_folder,
     case_missing_tokenizer, case_unreadable_tokenizer, case_pickle, case_uncached_hub_id,
 ]}

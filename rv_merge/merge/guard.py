@@ -23,6 +23,7 @@ from typing import Callable
 from rv_merge.atomic_files import check_replaceable, write_folder
 from rv_merge.merge.arithmetic import merge_dtype
 from rv_merge.merge.method import register_method
+from rv_merge.merge.output_head import finish_output_head
 from rv_merge.patches import mergekit as mergekit_patches
 from rv_merge.recipe.compatibility import check_recipe
 from rv_merge.recipe.loading import parse_yaml, validate_recipe
@@ -43,9 +44,15 @@ def guarded_run_merge(run_merge: Callable, merge_config, out_path: str, options,
     """Validate and check the recipe, then let mergekit's `run_merge` write OUT atomically."""
     check_replaceable(out_path)  # an OUT holding others' files is refused before any work
     recipe, source = recipe_from_mergekit(merge_config, config_source)
-    for line in check_recipe(recipe, source, allow_pickle):
+    checked = check_recipe(recipe, source, allow_pickle)
+    for line in checked.lines:
         LOG.info("rv-merge check: %s", line)
-    write_folder(out_path, lambda staging: run_merge(merge_config, staging, options, config_source=config_source))
+
+    def write(staging: str) -> None:
+        run_merge(merge_config, staging, options, config_source=config_source)
+        finish_output_head(Path(staging), checked.output_head)
+
+    write_folder(out_path, write)
 
 
 def recipe_from_mergekit(merge_config, config_source: str | None) -> tuple[Recipe, str]:

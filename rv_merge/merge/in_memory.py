@@ -18,6 +18,7 @@ import torch
 from rv_merge.errors import CompatibilityError, RecipeError
 from rv_merge.merge.arithmetic import merged_tensor
 from rv_merge.recipe.compatibility import check_recipe
+from rv_merge.recipe.head_tying import UNTIE
 from rv_merge.recipe.model_locations import locate_model
 from rv_merge.recipe.schema import Recipe
 from rv_merge.recipe.weight_files import load_weight, weight_files
@@ -31,7 +32,9 @@ class InMemoryMerge:
         if recipe.align_vocabularies:
             raise RecipeError(f"{source}: eval.alphas merges in memory, which does not align vocabularies "
                               "(`tokenizer_source`); write one recipe per alpha instead")
-        check_recipe(recipe, source)
+        if check_recipe(recipe, source).output_head == UNTIE:
+            raise RecipeError(f"{source}: eval.alphas merges into the loaded target, whose lm_head is tied to its "
+                              "embeddings, but this pair's heads are untied: write one recipe per alpha instead")
         self.dtype = getattr(torch, recipe.dtype) if recipe.dtype else None
         self.target = weight_files(locate_model(recipe.target, source))
         self.references = {"target": recipe.target, **recipe.sources}

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rv_merge.errors import CompatibilityError
+from rv_merge.recipe.head_tying import HEAD, output_head
+from rv_merge.recipe.head_tying import describe as describe_output_head
 from rv_merge.recipe.loading import load_recipe
 from rv_merge.recipe.model_locations import locate_model
 from rv_merge.recipe.schema import Recipe
@@ -20,7 +22,6 @@ from rv_merge.recipe.vector_folder import is_vector_folder, read_metadata
 # Plain mergekit-yaml has no flag of ours: this variable, read once by the startup hook, opts in.
 ALLOW_PICKLE_ENV = "RV_MERGE_ALLOW_PICKLE"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
-HEAD = "lm_head.weight"
 # Tensors whose first axis is the vocabulary (may differ when rows are aligned by token).
 VOCAB_AXIS_SUFFIXES = ("embed_tokens.weight", HEAD)
 
@@ -46,11 +47,17 @@ def check_recipe_file(path: str, allow_pickle: bool = False) -> list[str]:
     recipe = load_recipe(path)
     return [f"ok   {path}: valid reasoning_vector recipe "
             f"(alpha {recipe.parameters.alpha}, sign {recipe.parameters.sign:+d})",
-            *check_recipe(recipe, path, allow_pickle), f"{path}: all checks passed"]
+            *check_recipe(recipe, path, allow_pickle).lines, f"{path}: all checks passed"]
 
 
-def check_recipe(recipe: Recipe, source: str, allow_pickle: bool = False) -> list[str]:
-    """Run every check on a validated recipe; return a line per check that passed."""
+@dataclass(frozen=True)
+class CheckResult:
+    lines: list[str]  # one per check that passed, as `rv check` prints them
+    output_head: str  # what the merge does with lm_head (rv_merge.recipe.head_tying)
+
+
+def check_recipe(recipe: Recipe, source: str, allow_pickle: bool = False) -> CheckResult:
+    """Run every check on a validated recipe."""
     roles = {"target": recipe.target, **recipe.sources}
     models = [_read_model(role, ref, source, allow_pickle) for role, ref in roles.items()]
     lines = [
@@ -71,10 +78,12 @@ def check_recipe(recipe: Recipe, source: str, allow_pickle: bool = False) -> lis
         + (" (vocabulary rows aligned by token string: opted in)" if recipe.align_vocabularies else "")
     )
     _check_tying(target, source)
-    tied = "tied" if getattr(target.config, "tie_word_embeddings", False) else "untied"
-    lines.append(f"ok   embeddings {tied} in all {len(models)}, consistent with the weights")
+    tied = bool(getattr(target.config, "tie_word_embeddings", False))
+    lines.append(f"ok   {target.label}: embeddings {'tied' if tied else 'untied'}, consistent with its weights")
+    plan = output_head(target, tied, models[1:])
+    lines.append(describe_output_head(plan, target))
     lines.append(_check_tokenizers(models, source, recipe.align_vocabularies))
-    return lines
+    return CheckResult(lines, plan)
 
 
 # ---------------------------------------------------------------------------- reading
@@ -185,15 +194,10 @@ def _check_tensor_names(models: list[ModelFiles], source: str) -> None:
     for other in models[1:]:
         if set(other.tensors) == set(target.tensors):
             continue
-        only_target = sorted(set(target.tensors) - set(other.tensors))
-        only_other = sorted(set(other.tensors) - set(target.tensors))
-        if {*only_target, *only_other} == {HEAD}:
-            has, lacks = (target, other) if only_target else (other, target)
-            raise CompatibilityError(
-                f"{source}: tensor {HEAD}: {has.label} has a separate lm_head but "
-                f"{lacks.label} ties it to the embeddings; use a target and pair with the "
-                "same `tie_word_embeddings`"
-            )
+        only_target = sorted(set(target.tensors) - set(other.tensors) - {HEAD})
+        only_other = sorted(set(other.tensors) - set(target.tensors) - {HEAD})
+        if not only_target and not only_other:
+            continue  # only lm_head differs: tied and untied heads merge exactly (head_tying)
         missing = (f"{other.label} lacks {_few(only_target)}" if only_target else "") + (
             f"{'; ' if only_target else ''}{other.label} has extra {_few(only_other)}"
             if only_other else ""
@@ -207,8 +211,9 @@ def _check_tensor_names(models: list[ModelFiles], source: str) -> None:
 def _check_shapes(models: list[ModelFiles], source: str, align_vocabularies: bool) -> None:
     target = models[0]
     for other in models[1:]:
-        for name, (_, shape) in target.tensors.items():
-            theirs = other.tensors[name][1]
+        names = set(target.tensors) | ({HEAD} & set(other.tensors))  # a donor's own head too
+        for name, shape in ((n, _effective_shape(target, n)) for n in sorted(names)):
+            theirs = _effective_shape(other, name)
             if shape == theirs:
                 continue
             if align_vocabularies and name.endswith(VOCAB_AXIS_SUFFIXES) and shape[1:] == theirs[1:]:
@@ -222,6 +227,14 @@ def _check_shapes(models: list[ModelFiles], source: str, align_vocabularies: boo
                 f"{source}: tensor {name}: shape {list(shape)} in {target.label} but "
                 f"{list(theirs)} in {other.label}; {fix}"
             )
+
+
+def _effective_shape(model: ModelFiles, name: str) -> tuple[int, ...]:
+    """A tensor's shape; a tied model's missing lm_head has its embeddings' shape."""
+    if name in model.tensors:
+        return model.tensors[name][1]
+    embedding = next((n for n in model.tensors if n.endswith("embed_tokens.weight")), None)
+    return model.tensors[embedding][1] if embedding else ()
 
 
 def _check_tying(target: ModelFiles, source: str) -> None:
