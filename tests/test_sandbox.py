@@ -4,7 +4,9 @@ changes, and each sample is scored as failed with the reason."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+from pathlib import Path
 
 import psutil
 import pytest
@@ -117,3 +119,45 @@ def test_an_interpreter_that_cannot_start_is_an_error_not_a_failed_program(monke
     monkeypatch.setattr(sandbox, "_isolation_command", lambda: ([], "/no/such/python"))
     with pytest.raises(SandboxError, match="cannot start the sandboxed interpreter /no/such/python"):
         run_program("print('hi')\n")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to become another user")
+def test_as_a_non_root_evaluator_own_files_are_safe_and_own_threads_do_not_count():
+    """The evaluator runs as `nobody` here: the program cannot write nobody's own files (the
+    sandbox's filesystem is read-only), and the evaluator's 80 threads, which RLIMIT_NPROC
+    counts for the same user, do not make a 16-process limit fail."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    outside_tmp = Path(__file__).resolve().parents[1] / ".rv-cache"  # the sandbox gets its own /tmp
+    outside_tmp.mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="sandbox-nonroot-", dir=outside_tmp))
+    try:
+        folder.chmod(0o755)
+        victim = folder / "victim.txt"
+        victim.write_text("precious")
+        os.chown(folder, 65534, 65534), os.chown(victim, 65534, 65534)
+        script = (
+            "import json, sys, threading\n"
+            "from rv_merge.evaluate.sandbox import Limits, isolation, run_program\n"
+            "stop = threading.Event()\n"
+            "threads = [threading.Thread(target=stop.wait, daemon=True) for _ in range(80)]\n"
+            "[t.start() for t in threads]\n"
+            "ok = run_program('x = 1', limits=Limits(processes=16))\n"
+            "write = run_program(f'open({sys.argv[1]!r}, \"w\").write(\"gone\")')\n"
+            "stop.set()\n"
+            "print(json.dumps({'isolation': isolation(), 'ok': ok.reason, 'write': write.reason}))\n")
+        result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                                 "--bounding-set=-all", sys.executable,
+                                 "-c", script, str(victim)], cwd=folder, capture_output=True, text=True,
+                                env={"PATH": "/usr/bin:/bin", "HOME": str(folder)}, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+        assert report["ok"] == "passed", report
+        assert "read-only filesystem" in report["isolation"], report
+        assert "Read-only file system" in report["write"], report
+        assert victim.read_text() == "precious"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

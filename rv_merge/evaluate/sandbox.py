@@ -7,9 +7,10 @@ A program never runs in the evaluating process or with its privileges. Each gets
 - a throwaway working directory, a clean environment and `python -I -S` (no site, no
   user paths, no PYTHON* variables);
 - where the OS allows it (`unshare`): new network, PID and mount namespaces (no network, no
-  view of other processes, so it cannot signal its parent), fresh empty /tmp, /var/tmp and
-  /dev/shm, and, when the evaluator runs as root, the unprivileged `nobody` user, so the rest
-  of the filesystem is read-only to it. `isolation()` reports what was available.
+  view of other processes, so it cannot signal its parent), every mount read-only with
+  fresh empty /tmp, /var/tmp and /dev/shm (so not even the evaluating user's files can be
+  written), and, when the evaluator runs as root, the unprivileged `nobody` user.
+  `isolation()` reports what was available.
 
 Inside, the program is rv_merge.evaluate.sandbox_harness: it runs the solution and its
 tests under an audit hook (signalling, forking, spawning, network, file deletion, frame
@@ -39,8 +40,11 @@ from pathlib import Path
 from rv_merge.errors import SandboxError
 
 NOBODY = 65534
-# Inside the new mount namespace: empty scratch filesystems, and /tmp as the working dir.
+# Inside the new mount namespace: every mount read-only (so even files of the evaluating
+# user are out of reach when it is not root), then empty scratch filesystems, and /tmp as
+# the working dir.
 MOUNT_SCRATCH = (
+    "while read -r _ point _; do mount -o remount,bind,ro \"$point\" 2>/dev/null; done < /proc/self/mounts; "
     "for d in /tmp /var/tmp /dev/shm; do mount -t tmpfs -o size=16m,mode=1777 tmpfs $d; done; "
     "cd /tmp; "
 )
@@ -113,7 +117,7 @@ def isolation() -> str:
     prefix, python = _isolation_command()
     parts = ["process + rlimits + clean env + throwaway dir"]
     if prefix:
-        parts.append("no network, own PID and mount namespaces, private /tmp")
+        parts.append("no network, own PID and mount namespaces, read-only filesystem, private /tmp")
     if os.geteuid() == 0 and prefix:
         parts.append("runs as nobody")
     return "; ".join(parts) + f" (interpreter {python})"
@@ -123,19 +127,18 @@ def isolation() -> str:
 def _isolation_command() -> tuple[list[str], str]:
     """The namespace/privilege prefix that works here, and an interpreter it can run."""
     unshare = ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
-    if os.geteuid() == 0:
-        drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                "--inh-caps=-all", "--"]
-        for python in _interpreters():
-            prefix = [*unshare, "--", "sh", "-c", MOUNT_SCRATCH + 'exec "$@"', "sandbox", *drop]
-            if _probe([*prefix, python]):
-                return prefix, python
-    else:
-        prefix = [*unshare[:1], "--user", "--map-root-user", *unshare[1:], "--",
-                  "sh", "-c", MOUNT_SCRATCH + 'exec "$@"', "sandbox"]
-        if _probe([*prefix, sys.executable]):
-            return prefix, sys.executable
-    return [], sys.executable  # rlimits, session, clean env and workdir only
+    if os.geteuid() == 0:  # then drop to nobody inside
+        scratch = ["sh", "-c", MOUNT_SCRATCH + 'exec "$@"', "sandbox", "setpriv", f"--reuid={NOBODY}",
+                   f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all", "--"]
+    else:  # a user namespace gives the mount rights
+        unshare = [*unshare[:1], "--user", "--map-root-user", *unshare[1:]]
+        scratch = ["sh", "-c", MOUNT_SCRATCH + 'exec "$@"', "sandbox"]
+    pythons = _interpreters()
+    for python in pythons:
+        if _probe([*unshare, "--", *scratch, python]):
+            return [*unshare, "--", *scratch], python
+    usable = next((python for python in pythons if _probe([python])), sys.executable)
+    return [], usable  # rlimits, session, clean env and workdir only
 
 
 def _interpreters() -> list[str]:
