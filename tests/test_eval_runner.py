@@ -321,3 +321,40 @@ def test_merge_keys_cover_the_kernel_and_mergekit(monkeypatch, toy):
     real = model_store.version
     monkeypatch.setattr(model_store, "version", lambda name: "0.1.99" if name == "mergekit" else real(name))
     assert model_store.merge_key(recipe, {"target": "a"}) != key
+
+
+def test_an_alpha_sweep_passes_the_merge_checks_and_has_its_own_cache_key(trios, tmp_path):
+    """A sweep used to skip the compatibility checks and the NaN screen, ignore
+    `tokenizer_source`, and share its cache key with the merge written to disk."""
+    from rv_merge.errors import CompatibilityError, RecipeError
+    from rv_merge.evaluate.conditions import conditions_for
+    from rv_merge.merge.in_memory import InMemoryMerge
+    from rv_merge.merge.model_store import merge_key
+    from rv_merge.recipe.loading import validate_recipe
+    from rv_merge.recipe.model_locations import fingerprint_model
+    from tests.conftest import copy_model
+
+    toy = trios()
+    grpo = copy_model(toy["grpo"], tmp_path / "grpo")
+    tensors = load_tensors(grpo)
+    tensors["model.norm.weight"][0] = float("nan")
+    save_tensors(grpo, tensors)
+    with pytest.raises(CompatibilityError, match="contains NaN or Inf"):
+        merge = InMemoryMerge(validate_recipe(recipe_dict(toy["target"], toy["sft"], grpo), "nan.yml"), "nan.yml")
+        merge.tensor("model.norm.weight", 1.0)
+    from rv_merge.demo.toy_models import build_tokenizer
+
+    other_ids = copy_model(toy["sft"], tmp_path / "sft")
+    build_tokenizer(other_ids, corpus_seed=1)  # same size, another token-to-id mapping
+    with pytest.raises(CompatibilityError, match="tokenizers differ"):
+        InMemoryMerge(validate_recipe(recipe_dict(toy["target"], other_ids, toy["grpo"]), "t.yml"), "t.yml")
+    aligned = {**recipe_dict(toy["target"], toy["sft"], toy["grpo"]), "tokenizer_source": "base"}
+    with pytest.raises(RecipeError, match="does not align vocabularies"):
+        InMemoryMerge(validate_recipe(aligned, "a.yml"), "a.yml")
+
+    recipe = validate_recipe({**recipe_dict(toy["target"], toy["sft"], toy["grpo"]),
+                              "eval": {"tasks": ["rv_sciq"], "alphas": [0.5, 1.0]}}, "s.yml")
+    conditions = conditions_for(recipe, "s.yml", recipe.eval, tmp_path / "store")
+    inputs = {role: fingerprint_model(ref, "s.yml") for role, ref in {"target": recipe.target, **recipe.sources}.items()}
+    assert conditions.models["merged"].fingerprint != merge_key(recipe, inputs)
+    assert not (tmp_path / "store").exists()  # nothing merged to disk
