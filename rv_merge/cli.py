@@ -36,9 +36,16 @@ def main(argv: list[str] | None = None) -> int:
 
     evaluate = commands.add_parser("eval", help="merge (if needed), evaluate against baselines, write reports")
     evaluate.add_argument("recipes", nargs="+", help="recipe files or folders of recipes")
-    evaluate.add_argument("--backend", default="hf", choices=["hf", "vllm", "local-completions"])
+    evaluate.add_argument("--backend", default="hf", choices=["hf", "vllm", "local-completions", "server"],
+                          help="server: rv starts one inference server per model from --serve")
+    evaluate.add_argument("--serve", default="", help="server backend: the command that serves one model, with "
+                          "{model} and {port} (and optionally {gpu}), e.g. 'vllm serve {model} --port {port}'")
+    evaluate.add_argument("--parallel", type=int, default=1, help="server backend: servers (jobs) at once")
+    evaluate.add_argument("--serve-timeout", type=float, default=600.0,
+                          help="server backend: seconds to wait for a server to be ready")
     evaluate.add_argument("--model-args", default="", help="extra lm-eval model_args, e.g. "
-                          "tensor_parallel_size=2 (vllm) or base_url=http://host:8000/v1/completions")
+                          "tensor_parallel_size=2 (vllm), num_concurrent=8 (server), "
+                          "or base_url=http://host:8000/v1/completions (local-completions)")
     evaluate.add_argument("--device", default="cpu", help="hf backend: cpu, cuda, cuda:1")
     evaluate.add_argument("--dtype", default="float32", help="hf backend: float32, bfloat16, auto")
     evaluate.add_argument("--data", help="offline data folder (default: $RV_EVAL_DATA, else each recipe's "
@@ -106,7 +113,16 @@ def run_eval(args: argparse.Namespace) -> None:
     from rv_merge.evaluate.context import Backend
     from rv_merge.evaluate.recipe_eval import command_line, evaluate_recipes
 
-    context = eval_context(Backend(args.backend, args.model_args, args.device, args.dtype), args.data)
+    if args.backend == "server" and not ("{model}" in args.serve and "{port}" in args.serve):
+        raise UsageError("--backend server needs --serve with {model} and {port}, e.g. "
+                         "--serve 'transformers serve {model} --host 127.0.0.1 --port {port} --dtype float32'")
+    if args.serve and args.backend != "server":
+        raise UsageError("--serve starts servers for --backend server; add --backend server")
+    if args.parallel < 1 or args.serve_timeout <= 0:
+        raise UsageError("--parallel must be 1 or more and --serve-timeout positive")
+    backend = Backend(args.backend, args.model_args, args.device, args.dtype, args.serve, args.parallel,
+                      args.serve_timeout)
+    context = eval_context(backend, args.data)
     evaluate_recipes(args.recipes, context, {"limit": args.limit}, Path(args.reports), command_line())
 
 

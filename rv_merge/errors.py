@@ -37,3 +37,7 @@ class DataError(RvError):
 
 class SandboxError(RvError):
     """Model-written code could not be run in the sandbox at all (not: it ran and failed)."""
+
+
+class ServerError(RvError):
+    """An inference server rv started could not start, died, or answered garbage."""

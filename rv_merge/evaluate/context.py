@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
-BACKENDS = ("hf", "vllm", "local-completions")
+BACKENDS = ("hf", "vllm", "local-completions", "server")
 DEFAULT_STORE = Path(".rv-cache")
 
 
@@ -20,14 +20,19 @@ class Backend:
     """Which lm-eval model backend runs the jobs, with extra `model_args` passed through.
 
     hf: transformers on CPU or GPU (`device`); vllm: `tensor_parallel_size=..,
-    data_parallel_size=..`; local-completions: an OpenAI-compatible server that serves each
-    model under its local path (`base_url=..., num_concurrent=..`).
+    data_parallel_size=..`; local-completions: an OpenAI-compatible server the user runs,
+    serving each model under its local path (`base_url=..., num_concurrent=..`); server:
+    servers rv starts from the command template `serve`, `parallel` at a time
+    (rv_merge.evaluate.servers).
     """
 
     name: str = "hf"
     model_args: str = ""
     device: str = "cpu"
     dtype: str = "float32"
+    serve: str = ""
+    parallel: int = 1
+    serve_timeout: float = 600.0
 
     def __post_init__(self):
         if self.name not in BACKENDS:

@@ -80,6 +80,14 @@ def settings_for(recipe: Recipe, source: str, overrides: dict, context: EvalCont
     if settings.alphas and context.backend.name != "hf":
         raise RecipeError(f"{source}: eval.alphas runs in memory with the hf backend; "
                           f"with {context.backend.name}, write one recipe per alpha")
+    if context.backend.name == "server" and "transformers serve" in context.backend.serve:
+        scored_by_likelihood = [t for t in settings.tasks
+                                if suite.output_types(t, context.tasks_dir) - {"generate_until"}]
+        if scored_by_likelihood:
+            raise RecipeError(
+                f"{source}: {', '.join(scored_by_likelihood)} score answers by log-likelihood, which needs a "
+                "server that returns prompt logprobs (`echo` with `logprobs`); transformers serve ignores both. "
+                "Drop them from eval.tasks for this run, or serve with vLLM")
     if settings.data and context.data is None:
         if not Path(settings.data).is_dir():
             raise RecipeError(f"{source}: eval.data: no such folder `{settings.data}`")

@@ -47,8 +47,11 @@ def task_fingerprint(task: str, tasks_dir: Path, data: Optional[Path]) -> str:
 
 def computed_with(backend: Backend) -> dict:
     """What, besides the model and the task, decides a result."""
-    return {"backend": backend.name, "model_args": backend.model_args, "device": backend.device,
+    used = {"backend": backend.name, "model_args": backend.model_args, "device": backend.device,
             "dtype": backend.dtype, "versions": {name: version(name) for name in LIBRARIES}}
+    if backend.name == "server":  # the command that served the model, never the URL or port
+        used["serve"] = backend.serve
+    return used
 
 
 def job_key(job: Job, settings: EvalSettings, backend: Backend, task_print: str) -> str:

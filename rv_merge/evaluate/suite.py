@@ -20,6 +20,7 @@ class TaskInfo:
     perturbation: str
     metric: str  # metric names, with the answer filters they are computed under
     file: str
+    output_type: str = ""  # generate_until, loglikelihood, multiple_choice, ...
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ def list_tasks(tasks_dir: Path = TASKS_DIR) -> list[TaskInfo]:
             perturbation=metadata.get("perturbation", ""),
             metric=_metric(config),
             file=str(path.relative_to(tasks_dir)),
+            output_type=config.get("output_type", ""),
         ))
     return found
 
@@ -94,6 +96,14 @@ def benchmarks_of(name: str, tasks_dir: Path = TASKS_DIR) -> set[str]:
     members = groups[name].tasks if name in groups else (name,)
     by_task = {t.task: t.benchmark.split("/")[0] for t in list_tasks(tasks_dir)}
     return {by_task[m] for m in members if by_task.get(m)}
+
+
+def output_types(name: str, tasks_dir: Path = TASKS_DIR) -> set[str]:
+    """The lm-eval output types of a task or of a group's members."""
+    groups = {g.name: g for g in list_groups(tasks_dir)}
+    members = groups[name].tasks if name in groups else (name,)
+    by_task = {t.task: t.output_type for t in list_tasks(tasks_dir)}
+    return {by_task[m] for m in members if m in by_task}
 
 
 def all_names(tasks_dir: Path = TASKS_DIR) -> set[str]:
