@@ -146,8 +146,7 @@ def test_report_agrees_with_results(workspace, monkeypatch):
 def test_lm_eval_response_cache_is_never_used(workspace, monkeypatch):
     import lm_eval
 
-    from rv_merge.evaluate import runner
-    from rv_merge.evaluate.context import Backend
+    from rv_merge.evaluate import lm_eval_job
     from rv_merge.evaluate.jobs import Job, ModelUnderTest
 
     seen = {}
@@ -159,7 +158,7 @@ def test_lm_eval_response_cache_is_never_used(workspace, monkeypatch):
     monkeypatch.setattr(lm_eval, "simple_evaluate", fake)
     job = Job(ModelUnderTest("target", Path("x"), "fp"), "rv_sciq")
     with pytest.raises(RuntimeError):
-        runner._evaluate(object(), job, Backend(), suite_settings(), None)
+        lm_eval_job._simple_evaluate(object(), None, job, suite_settings(), None)
     assert seen["use_cache"] is None and seen["cache_requests"] is False
 
 

@@ -121,7 +121,8 @@ def test_an_interpreter_that_cannot_start_is_an_error_not_a_failed_program(monke
         run_program("print('hi')\n")
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to become another user")
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.isdir("/var/cache"),
+                    reason="needs root to become another user, and /var/cache")
 def test_as_a_non_root_evaluator_own_files_are_safe_and_own_threads_do_not_count():
     """The evaluator runs as `nobody` here: the program cannot write nobody's own files (the
     sandbox's filesystem is read-only), and the evaluator's 80 threads, which RLIMIT_NPROC
@@ -131,9 +132,8 @@ def test_as_a_non_root_evaluator_own_files_are_safe_and_own_threads_do_not_count
     import sys
     import tempfile
 
-    outside_tmp = Path(__file__).resolve().parents[1] / ".rv-cache"  # the sandbox gets its own /tmp
-    outside_tmp.mkdir(exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="sandbox-nonroot-", dir=outside_tmp))
+    folder = Path(tempfile.mkdtemp(prefix="rv-sandbox-nonroot-", dir="/var/cache"))  # not under /tmp: the
+    # sandbox mounts a private /tmp, so a file there would be out of sight rather than read-only
     try:
         folder.chmod(0o755)
         victim = folder / "victim.txt"

@@ -159,11 +159,10 @@ def _probe(command: list[str]) -> bool:
 
 
 def _processes_in_use() -> int:
-    """Processes and threads of this user: RLIMIT_NPROC counts them all, so for a non-root
-    evaluator the program's own limit goes on top (root's count is not limited by it)."""
-    if os.geteuid() == 0:
-        return 0
-    uid = os.getuid()
+    """Processes and threads of the user the program runs as (nobody when the evaluator is
+    root, else the evaluator's own user): RLIMIT_NPROC counts them all, so the program's own
+    limit goes on top of them."""
+    uid = NOBODY if os.geteuid() == 0 else os.getuid()
     count = 0
     for task in Path("/proc").glob("[0-9]*/task/[0-9]*"):
         try:
