@@ -90,16 +90,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def eval_context(backend=None, data: str | None = None):
     """The evaluation context from flags and the user-facing environment variables."""
-    from rv_merge.evaluate import suite
     from rv_merge.evaluate.context import DEFAULT_STORE, Backend, EvalContext
 
     data = data or os.environ.get("RV_EVAL_DATA")
     if data and not Path(data).is_dir():
         raise UsageError(f"--data {data}: no such folder")
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
-    return EvalContext(tasks_dir=Path(os.environ.get("RV_TASKS_DIR", suite.TASKS_DIR)),
+    return EvalContext(tasks_dir=tasks_dir(),
                        store=Path(os.environ.get("RV_STORE", DEFAULT_STORE)), backend=backend or Backend(),
                        data=Path(data).resolve() if data else None, offline=offline)
+
+
+def tasks_dir() -> Path:
+    """The task suite: evals/tasks, or another copy of it named by RV_TASKS_DIR."""
+    from rv_merge.evaluate import suite
+
+    return Path(os.environ.get("RV_TASKS_DIR", suite.TASKS_DIR))
 
 
 def run_check(recipe_path: str, allow_pickle: bool = False) -> None:
@@ -134,7 +140,7 @@ def run_report(reports_dir: Path) -> None:
     folders = sorted(p.parent for p in reports_dir.glob("*/results.json"))
     if not folders:
         raise UsageError(f"{reports_dir}: no stored results (*/results.json); run `rv eval` first")
-    variants = suite.adversarial_variants(Path(os.environ.get("RV_TASKS_DIR", suite.TASKS_DIR)))
+    variants = suite.adversarial_variants(tasks_dir())
     for folder in folders:
         write_report(folder, variants)
         print(f"rebuilt {folder / 'report.md'}")
@@ -145,7 +151,7 @@ def run_report(reports_dir: Path) -> None:
 def run_tasks(as_json: bool = False) -> None:
     from rv_merge.evaluate import suite
 
-    tasks = suite.list_tasks(Path(os.environ.get("RV_TASKS_DIR", suite.TASKS_DIR)))
+    tasks = suite.list_tasks(tasks_dir())
     print(json.dumps(suite.as_json(tasks), indent=1) if as_json else suite.format_table(tasks))
 
 

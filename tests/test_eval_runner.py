@@ -305,7 +305,12 @@ def test_cache_keys_change_with_everything_that_changes_a_result(monkeypatch):
     assert key != result_cache.job_key(job, settings, Backend(dtype="bfloat16"), "task-fp")
     real = result_cache.version
     monkeypatch.setattr(result_cache, "version", lambda name: "9.9" if name == "lm_eval" else real(name))
-    assert key != result_cache.job_key(job, settings, Backend(), "task-fp")  # e.g. other BBH exemplars
+    result_cache._library_versions.cache_clear()  # versions are read once per process
+    try:
+        assert key != result_cache.job_key(job, settings, Backend(), "task-fp")  # e.g. other BBH exemplars
+    finally:
+        monkeypatch.undo()
+        result_cache._library_versions.cache_clear()
 
 
 def test_merge_keys_cover_the_kernel_and_mergekit(monkeypatch, toy):

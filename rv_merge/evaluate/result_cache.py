@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import Optional
@@ -48,10 +49,16 @@ def task_fingerprint(task: str, tasks_dir: Path, data: Optional[Path]) -> str:
 def computed_with(backend: Backend) -> dict:
     """What, besides the model and the task, decides a result."""
     used = {"backend": backend.name, "model_args": backend.model_args, "device": backend.device,
-            "dtype": backend.dtype, "versions": {name: version(name) for name in LIBRARIES}}
+            "dtype": backend.dtype, "versions": dict(_library_versions())}
     if backend.name == "server":  # the command that served the model, never the URL or port
         used["serve"] = backend.serve
     return used
+
+
+@lru_cache(maxsize=1)
+def _library_versions() -> tuple[tuple[str, str], ...]:
+    """The installed versions of LIBRARIES (fixed for the life of a process)."""
+    return tuple((name, version(name)) for name in LIBRARIES)
 
 
 def job_key(job: Job, settings: EvalSettings, backend: Backend, task_print: str) -> str:

@@ -1,7 +1,8 @@
 """Compatibility checks between the target and the SFT/GRPO pair, before any merging.
 
-They read only configs, tokenizers and safetensors headers (never tensor data), so they are
-cheap even for 70B checkpoints. Each failure is a CompatibilityError naming the model, the key or
+They read configs, tokenizers and safetensors headers, so they are cheap even for 70B
+checkpoints; tensor data is read only when a tied target meets donors that store their own
+lm_head (two tensors per donor, to see whether that head equals its embeddings). Each failure is a CompatibilityError naming the model, the key or
 tensor, and the fix. `check_recipe` returns the lines that `rv check` prints.
 """
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rv_merge.errors import CompatibilityError
-from rv_merge.recipe.head_tying import HEAD, output_head
+from rv_merge.recipe.head_tying import HEAD, embedding_name, output_head
 from rv_merge.recipe.head_tying import describe as describe_output_head
 from rv_merge.recipe.loading import load_recipe
 from rv_merge.recipe.model_locations import locate_model
@@ -233,7 +234,7 @@ def _effective_shape(model: ModelFiles, name: str) -> tuple[int, ...]:
     """A tensor's shape; a tied model's missing lm_head has its embeddings' shape."""
     if name in model.tensors:
         return model.tensors[name][1]
-    embedding = next((n for n in model.tensors if n.endswith("embed_tokens.weight")), None)
+    embedding = embedding_name(model.tensors)
     return model.tensors[embedding][1] if embedding else ()
 
 

@@ -57,11 +57,16 @@ def describe(plan: str, target: CheckedModel) -> str:
     return f"ok   lm_head as in {target.label}"
 
 
+def embedding_name(tensors: dict) -> str | None:
+    """The input embedding among a model's tensor names (the weight a missing lm_head ties to)."""
+    return next((name for name in tensors if name.endswith("embed_tokens.weight")), None)
+
+
 def _head_is_embedding(model: CheckedModel) -> bool:
     """True when the model has no separate head, or its head equals its embeddings bit for bit."""
     if HEAD not in model.tensors:
         return True
-    embedding = next((name for name in model.tensors if name.endswith("embed_tokens.weight")), None)
+    embedding = embedding_name(model.tensors)
     if embedding is None:
         return False
     if model.weights_format.startswith("rv vector"):

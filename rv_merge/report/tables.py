@@ -29,8 +29,8 @@ class Results:
     def scores(self, model: str, task: str, metric: str) -> list[float] | None:
         return self.samples.get(f"{model}|{task}|{metric}")
 
-    def estimate(self, model: str, task: str, metric: str) -> Estimate | None:
-        scores = self.scores(model, task, metric)
+    def estimate(self, model: str, task: str, metric: str, documents: set[str] | None = None) -> Estimate | None:
+        scores = self.scores_on(model, task, metric, documents)
         return mean_estimate(scores) if scores else None
 
     def scores_on(self, model: str, task: str, metric: str, documents: set[str] | None) -> list[float] | None:
@@ -95,7 +95,7 @@ def robustness_rows(results: Results, variants: dict[str, tuple[str, str]]) -> l
         row = {"variant": variant, "base": base, "metric": metric, "perturbation": perturbation}
         shared = results.shared_documents(base, variant)  # same documents and subtasks on both sides
         for model in ("target", "merged"):
-            clean, perturbed = (_estimate(results.scores_on(model, task, metric, shared)) for task in (base, variant))
+            clean, perturbed = (results.estimate(model, task, metric, shared) for task in (base, variant))
             row[model] = (clean, perturbed, unpaired_delta(perturbed, clean) if clean and perturbed else None)
         clean_gain = _delta(results, base, metric, shared)
         variant_gain = _delta(results, variant, metric, shared)
@@ -114,9 +114,6 @@ def _delta(results: Results, task: str, metric: str, documents: set[str] | None 
     a, b = (results.scores_on(model, task, metric, documents) for model in ("target", "merged"))
     return paired_delta(a, b) if a and b and len(a) == len(b) else None
 
-
-def _estimate(scores: list[float] | None) -> Estimate | None:
-    return mean_estimate(scores) if scores else None
 
 
 def sweep_rows(results: Results) -> list[dict]:
