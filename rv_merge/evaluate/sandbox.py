@@ -164,9 +164,12 @@ def _processes_in_use() -> int:
     limit goes on top of them."""
     uid = NOBODY if os.geteuid() == 0 else os.getuid()
     count = 0
-    for task in Path("/proc").glob("[0-9]*/task/[0-9]*"):
-        try:
-            count += task.stat().st_uid == uid
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:  # a process may end between the listing and the look (not an error)
+            tasks = os.listdir(f"/proc/{pid}/task")
+            count += sum(os.stat(f"/proc/{pid}/task/{task}").st_uid == uid for task in tasks)
         except OSError:
             continue
     return count
