@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from rv_merge.merge.arithmetic import apply_vector, round_once
+from rv_merge.merge.arithmetic import apply_vector, apply_vector_with_torch, block_elements, round_once
+from rv_merge.merge.cpu_kernel import merge_into
 from tests.conftest import BIN, OFFLINE_ENV, load_tensors, mergekit_yaml, recipe_dict, write_recipe
 
 pytestmark = pytest.mark.xdist_group("numerics")  # one mergekit-multi run serves the module
@@ -102,6 +103,74 @@ def test_round_once_matches_numpy_float16_on_many_values():
     values = torch.randn(200_000, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     expected = torch.from_numpy(values.numpy().astype(np.float16))
     assert_bit_identical(round_once(values, torch.float16), expected)
+
+
+def nearest_bfloat16_by_search(values: np.ndarray) -> np.ndarray:
+    """float64 -> bfloat16 bits by searching all 65,536 bfloat16 values for the nearest (ties
+    to the even bit pattern; beyond the largest finite value plus half a step: infinity).
+    Independent of the bit tricks: covers subnormals, overflow and exact ties."""
+    patterns = np.arange(1 << 16, dtype=np.uint32)
+    with np.errstate(invalid="ignore"):  # the NaN patterns
+        floats = (patterns << 16).view(np.float32).astype(np.float64)
+    finite = np.isfinite(floats) & ~((patterns & 0x7FFF) == 0) | (patterns == 0)  # one zero (+0)
+    order = np.argsort(floats[finite], kind="stable")
+    grid, bits = floats[finite][order], patterns[finite][order]
+    upper = np.clip(np.searchsorted(grid, values), 1, len(grid) - 1)
+    below, above = grid[upper - 1], grid[upper]
+    pick_above = (values - below > above - values) | ((values - below == above - values) & (bits[upper] % 2 == 0))
+    result = np.where(pick_above, bits[upper], bits[upper - 1]).astype(np.uint16)
+    largest = grid[-1]
+    result[values >= largest + 2.0**(127 - 8)] = 0x7F80
+    result[values <= -(largest + 2.0**(127 - 8))] = 0xFF80
+    result[(result == 0) & np.signbit(values)] = 0x8000  # a negative value rounded to zero is -0
+    return result
+
+
+def hard_values() -> torch.Tensor:
+    """Random magnitudes from subnormal to overflow, bfloat16 midpoints and their neighbours."""
+    generator = np.random.default_rng(11)
+    mantissa = generator.uniform(1, 2, 40_000) * generator.choice([-1, 1], 40_000)
+    spread = np.ldexp(mantissa, generator.integers(-140, 129, 40_000))
+    with np.errstate(invalid="ignore"):
+        grid = (np.arange(1 << 15, dtype=np.uint32) << 16).view(np.float32).astype(np.float64)
+    grid = grid[np.isfinite(grid)]
+    midpoints = (grid[:-1] + grid[1:]) / 2
+    chosen = generator.choice(midpoints, 20_000)
+    near = np.concatenate([chosen, np.nextafter(chosen, np.inf), np.nextafter(chosen, -np.inf), -chosen])
+    return torch.from_numpy(np.concatenate([spread, near, [0.0, -0.0, 2.0**-126, 2.0**-134, 2.0**-133 * 1.5]]))
+
+
+@pytest.mark.parametrize("path", ["cpu kernel", "torch", "round_once"])
+def test_bfloat16_rounding_matches_a_search_of_all_bfloat16_values(path):
+    values = hard_values()
+    exact = values.numpy() if path == "round_once" else values.numpy() + 0.0  # the merge adds a +0 target
+    expected = nearest_bfloat16_by_search(exact)
+    zeros = torch.zeros(values.shape, dtype=torch.bfloat16)
+    if path == "cpu kernel":
+        actual = torch.empty(values.shape, dtype=torch.bfloat16)
+        assert merge_into(actual, zeros, 1.0, values, None) is False  # some overflow, on purpose
+    elif path == "torch":
+        actual = apply_vector_with_torch(zeros, 1.0, values)
+    else:
+        actual = round_once(values, torch.bfloat16)
+    differing = (actual.view(torch.int16).numpy().view(np.uint16) != expected).sum()
+    assert differing == 0, f"{differing} of {values.numel()} values differ"
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_torch_path_with_accelerator_blocks_gives_the_cpu_kernel_bits(dtype):
+    """What `--device cuda` runs (the torch path, 16M-element blocks), here on CPU."""
+    generator = torch.Generator().manual_seed(5)
+    target, sft = (torch.randn(3000, 700, generator=generator).to(dtype) for _ in range(2))
+    grpo = (sft.double() + 1e-3 * torch.randn(3000, 700, generator=generator, dtype=torch.float64)).to(dtype)
+    vector = grpo.double() - sft.double()
+    accelerator_block = block_elements(torch.device("cuda"))
+    for coefficient in (1.0, -1.0, 0.37, 2.5):
+        for plus, minus in ((grpo, sft), (vector, None)):
+            kernel = torch.empty_like(target)
+            assert merge_into(kernel, target, coefficient, plus, minus) is True
+            assert_bit_identical(apply_vector_with_torch(target, coefficient, plus, minus, block=accelerator_block),
+                                 kernel, f"{coefficient} {plus.dtype}")
 
 
 # ------------------------------------------- end to end, one mergekit-multi process for all

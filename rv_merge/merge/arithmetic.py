@@ -5,9 +5,10 @@ sweeps (rv_merge.merge.in_memory) and, with `plus` a stored vector and no `minus
 folders applied as recipe sources. So every path casts its inputs by the same rule, refuses
 the same non-finite inputs and overflows, and rounds the same way.
 
-Exactness: the arithmetic runs in float64, a block of elements at a time, and rounds once
-(correctly) to the merge dtype: the result is bit-identical to a float64 reference rounded
-to that dtype.
+Exactness: the arithmetic runs in float64 and rounds once (correctly) to the merge dtype:
+the result is bit-identical to a float64 reference rounded to that dtype. On CPU a compiled
+kernel does it in one pass (rv_merge.merge.cpu_kernel); torch does it elsewhere, a block at a
+time, with the same float64 operations in the same order, so both give the same bits.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from typing import Optional
 import torch
 
 from rv_merge.errors import CompatibilityError
+from rv_merge.merge.buffer_pool import MERGE_BUFFERS
+from rv_merge.merge.cpu_kernel import merge_into
 
-# Elements converted to float64 at once: two float64 buffers of 64K elements (1 MiB) stay
-# in cache, and bound the extra memory whatever the size of the tensor.
+# Elements the torch path converts to float64 at once on CPU: two float64 buffers of 64K
+# elements (1 MiB) stay in cache, and bound the extra memory whatever the size of the tensor.
 BLOCK_ELEMENTS = 1 << 16
 
 
@@ -49,13 +52,16 @@ def merged_tensor(name: str, coefficient: float, target: torch.Tensor, plus: tor
     target = target.to(dtype)
     if minus is not None:
         plus, minus = plus.to(dtype), minus.to(dtype)
-    merged = apply_vector(target, coefficient, plus, minus)
+    merged, finite = _apply(target, coefficient, plus, minus)
     # A NaN or Inf in any input makes the result non-finite, except where the coefficient is
-    # 0 and the target comes back as it is; a sum screens cheaply (isfinite itself is slow on
-    # CPU), and the exact checks run only when a screen fails.
-    sources = [t for t in (plus, minus) if t is not None]
-    screened = (merged, *sources) if coefficient == 0 else (merged,)
-    if not all(_sum_is_finite(t) for t in screened):
+    # 0 and the target comes back as it is. The CPU kernel counts non-finite results as it
+    # goes; otherwise a sum screens cheaply (isfinite itself is slow on CPU). The exact
+    # checks run only when a screen fails.
+    if coefficient == 0:
+        finite = all(_sum_is_finite(t) for t in (merged, plus, minus) if t is not None)
+    elif finite is None:
+        finite = _sum_is_finite(merged)
+    if not finite:
         _refuse_non_finite(name, zip(origins, (target, plus, minus)), merged, coefficient)
     return merged
 
@@ -87,35 +93,61 @@ def apply_vector(
 
     `plus`, `minus` are GRPO and SFT; or `plus` is a stored vector and `minus` is None. A
     vector that holds the float64 difference GRPO - SFT exactly gives the same bits as the pair.
-
-    Works a block at a time in two reused float64 buffers, with same-dtype in-place
-    operations (mixed-dtype operations are several times slower on CPU).
+    On CPU the compiled kernel (rv_merge.merge.cpu_kernel) does it in one pass where it
+    supports the dtypes; elsewhere, or on an accelerator, torch does (apply_vector_with_torch).
     """
+    return _apply(target, coefficient, plus, minus)[0]
+
+
+def _apply(target: torch.Tensor, coefficient: float, plus: torch.Tensor,
+           minus: torch.Tensor | None) -> tuple[torch.Tensor, Optional[bool]]:
+    """apply_vector, and whether every result is finite when the kernel that ran knows it."""
     if coefficient == 0:
-        return target.clone()  # bit for bit, including the sign of zeros
-    out = torch.empty(target.shape, dtype=target.dtype, device=target.device)
+        return target.clone(), None  # bit for bit, including the sign of zeros
+    on_cpu = target.device.type == "cpu"
+    out = MERGE_BUFFERS.empty(target.shape, target.dtype) if on_cpu else torch.empty_like(target)
+    finite = merge_into(out, target, coefficient, plus, minus)
+    if finite is not None:
+        return out, finite
+    return apply_vector_with_torch(target, coefficient, plus, minus, out), None
+
+
+def block_elements(device: torch.device) -> int:
+    """Elements per float64 block of the torch path: 64K on CPU (two 512 KiB buffers stay in
+    cache), 16M on an accelerator (a few kernel launches per block; 256 MiB of buffers)."""
+    return BLOCK_ELEMENTS if device.type == "cpu" else 1 << 24
+
+
+def apply_vector_with_torch(target: torch.Tensor, coefficient: float, plus: torch.Tensor,
+                            minus: torch.Tensor | None = None, out: torch.Tensor | None = None,
+                            block: int | None = None) -> torch.Tensor:
+    """apply_vector with torch operations, on any device, `block` elements at a time
+    (default: block_elements of the device), in two reused float64 buffers, with same-dtype
+    in-place operations (mixed-dtype operations are several times slower on CPU)."""
+    if out is None:
+        out = torch.empty(target.shape, dtype=target.dtype, device=target.device)
     flat_out, flat_t, flat_plus = (x.reshape(-1) for x in (out, target, plus))
     flat_minus = None if minus is None else minus.reshape(-1)
-    size = min(BLOCK_ELEMENTS, flat_t.numel())
-    result, other = (torch.empty(size, dtype=torch.float64, device=target.device) for _ in range(2))
+    block = min(block or block_elements(target.device), max(flat_t.numel(), 1))
+    result, other = (torch.empty(block, dtype=torch.float64, device=target.device) for _ in range(2))
     redo_index, redo_values = [], []
-    for start in range(0, flat_t.numel(), BLOCK_ELEMENTS):
-        block = slice(start, start + BLOCK_ELEMENTS)
-        n = flat_t[block].numel()
+    for start in range(0, flat_t.numel(), block):
+        part = slice(start, start + block)
+        n = flat_t[part].numel()
         x, y = result[:n], other[:n]
-        x.copy_(flat_plus[block])
+        x.copy_(flat_plus[part])
         if flat_minus is not None:
-            x.sub_(y.copy_(flat_minus[block]))
+            x.sub_(y.copy_(flat_minus[part]))
         if coefficient != 1:
             x.mul_(coefficient)  # coefficient 1 would be exact anyway
-        x.add_(y.copy_(flat_t[block]))
+        x.add_(y.copy_(flat_t[part]))
         if target.dtype == torch.bfloat16 and sys.byteorder == "little":
-            flat_out[block], suspects = _round_to_bfloat16_fast(x)
+            flat_out[part], suspects = _round_to_bfloat16_fast(x)
             if suspects.numel():
                 redo_index.append(suspects + start)
                 redo_values.append(x[suspects])
         else:
-            flat_out[block] = round_once(x, target.dtype)
+            flat_out[part] = round_once(x, target.dtype)
     if redo_index:
         index = torch.cat(redo_index)
         flat_out[index] = _round_via_odd(torch.cat(redo_values), torch.bfloat16)

@@ -6,24 +6,30 @@ the startup hook routes here (see rv_merge.patches.mergekit). For each merge it:
 
 1. validates the recipe strictly (from the YAML text when mergekit passes it);
 2. checks that target, SFT and GRPO are compatible (configs, tokenizers, headers);
-3. merges into a staging folder next to OUT and swaps it into place only on success, so a
+3. merges, reading each input tensor into memory of its own (rv_merge.merge.tensor_reader)
+   and writing each result as soon as it is merged (rv_merge.merge.streaming_writer), so
+   memory stays flat, into a staging folder next to OUT and swaps it into place only on success, so a
    failure leaves no output behind and an earlier OUT untouched; an OUT that holds files
    rv-merge did not write is refused first, naming them (rv_merge.atomic_files).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from rv_merge.atomic_files import check_replaceable, write_folder
 from rv_merge.merge.arithmetic import merge_dtype
 from rv_merge.merge.method import register_method
 from rv_merge.merge.output_head import finish_output_head
+from rv_merge.merge.streaming_writer import StreamingTensorWriter
+from rv_merge.merge.tensor_reader import reader_for
 from rv_merge.patches import mergekit as mergekit_patches
 from rv_merge.recipe.compatibility import check_recipe
 from rv_merge.recipe.loading import parse_yaml, validate_recipe
@@ -49,10 +55,25 @@ def guarded_run_merge(run_merge: Callable, merge_config, out_path: str, options,
         LOG.info("rv-merge check: %s", line)
 
     def write(staging: str) -> None:
-        run_merge(merge_config, staging, options, config_source=config_source)
+        with mergekit_patches.streamed_merge_io(StreamingTensorWriter, reader_for), _no_cyclic_gc():
+            run_merge(merge_config, staging, options, config_source=config_source)
         finish_output_head(Path(staging), checked.output_head)
 
     write_folder(out_path, write)
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """mergekit's task graph holds hundreds of thousands of Python objects, which the cyclic
+    garbage collector rescans again and again during a merge (a tenth of its time, measured
+    with perf); reference counting still frees every tensor at once."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def recipe_from_mergekit(merge_config, config_source: str | None) -> tuple[Recipe, str]:

@@ -1,6 +1,6 @@
 """Every change rv-merge makes to mergekit's internals (written for mergekit >=0.1.5,<0.2).
 
-mergekit has no plugin mechanism, so two things are patched:
+mergekit has no plugin mechanism, so three things are patched:
 
 1. `mergekit.merge.run_merge` is wrapped, so that plain `mergekit-yaml` and `mergekit-multi`
    pass `reasoning_vector` recipes through rv_merge's checks and atomic write (the guard
@@ -14,6 +14,11 @@ mergekit has no plugin mechanism, so two things are patched:
    the model inputs only (by the merge's own rule, rv_merge.merge.arithmetic.merge_dtype,
    handed in by the caller), so the kernel sees the stored difference exactly and an
    exact vector merges to the pair's bits.
+3. During a guarded merge (streamed_merge_io), `mergekit.io.tasks.TensorWriter` (which
+   `TensorWriterTask.execute` instantiates) is replaced by a writer with the same interface,
+   shard rule and file names that streams each tensor to disk, and models are read through
+   a loader that reads tensors without memory maps (rv_merge.merge.streaming_writer and
+   tensor_reader, handed in by the guard), so memory stays flat whatever the model size.
 
 `UPSTREAM_SOURCES` holds a hash of each patched function's source as written for; the
 tests compare it with the installed mergekit, so an upstream change fails loudly.
@@ -21,15 +26,18 @@ tests compare it with the installed mergekit, so an upstream change fails loudly
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import mergekit.merge_methods.dtype as alignment
 import torch
-from mergekit.io.tasks import LoaderCache, LoadTensor
+import mergekit.io.tasks as io_tasks
+from mergekit.io.tasks import LoaderCache, LoadTensor, TensorWriterTask
+from mergekit.io.tensor_writer import TensorWriter
 
 from rv_merge.patches.upstream import require_version, source_fingerprints
 from rv_merge.recipe.vector_folder import FILE, dense_tensor, is_vector_folder, read_metadata
@@ -44,6 +52,9 @@ UPSTREAM_SOURCES = {
     "mergekit.io.tasks.LoadTensor._resolve_name": "355c3893777d24a3",
     "mergekit.merge_methods.dtype.promoted_dtype": "2513e6133d5ec228",
     "mergekit.merge_methods.dtype.align_dtype": "199eafa7256e3c03",
+    "mergekit.io.tasks.TensorWriterTask.execute": "6cef725a6ba3dd63",
+    "mergekit.io.tensor_writer.TensorWriter.save_tensor": "d0bc2d0e7fd659ee",
+    "mergekit.io.tensor_writer.TensorWriter.finalize": "940d9dc8a7f9018a",
 }
 _ORIGINALS = {
     "mergekit.io.tasks.LoaderCache.get": LoaderCache.get,
@@ -51,6 +62,9 @@ _ORIGINALS = {
     "mergekit.io.tasks.LoadTensor._resolve_name": LoadTensor._resolve_name,
     "mergekit.merge_methods.dtype.promoted_dtype": alignment.promoted_dtype,
     "mergekit.merge_methods.dtype.align_dtype": alignment.align_dtype,
+    "mergekit.io.tasks.TensorWriterTask.execute": TensorWriterTask.execute,
+    "mergekit.io.tensor_writer.TensorWriter.save_tensor": TensorWriter.save_tensor,
+    "mergekit.io.tensor_writer.TensorWriter.finalize": TensorWriter.finalize,
 }
 
 
@@ -120,12 +134,22 @@ def _is_vector_entry(entry) -> bool:
     return is_vector_folder(getattr(reference, "path", entry.id))
 
 
+# Set by streamed_merge_io for the duration of a guarded merge.
+_READERS = {"active": False, "reader_for": None, "readers": {}}
+
+
 def _get(self, model):
     if model.lora is None and is_vector_folder(model.model.path):
         if model not in self.loaders:
             self.loaders[model] = VectorLoader(model.model.path)
         return self.loaders[model]
-    return _ORIGINALS["mergekit.io.tasks.LoaderCache.get"](self, model)
+    loader = _ORIGINALS["mergekit.io.tasks.LoaderCache.get"](self, model)
+    if not _READERS["active"]:
+        return loader
+    readers = _READERS["readers"]
+    if model not in readers:
+        readers[model] = _READERS["reader_for"](loader) or loader
+    return readers[model]
 
 
 def _execute(self):
@@ -157,3 +181,36 @@ def install_vector_loading(merge_dtype: Callable[[list[torch.dtype]], torch.dtyp
 
     LoaderCache.get, LoadTensor.execute = _get, _execute
     alignment.promoted_dtype, alignment.align_dtype = promoted_dtype, align_dtype
+
+
+# ---------------------------------------------------------------------------- output writing
+
+
+@contextlib.contextmanager
+def streamed_merge_io(writer_class: type, reader_for: Callable) -> Iterator[None]:
+    """Within the block, mergekit writes safetensors output with `writer_class` (same
+    constructor and interface as TensorWriter), and reads each model through
+    `reader_for(mergekit's loader)` when that returns a reader (else through mergekit's
+    loader). Writers left unfinished by a failing merge get `abort()` on the way out; readers
+    are flushed. Pickle output keeps mergekit's own writer."""
+    started = []
+
+    def make_writer(out_path, *args, safe_serialization: bool = True, **kwargs):
+        if not safe_serialization:
+            return TensorWriter(out_path, *args, safe_serialization=False, **kwargs)
+        started.append(writer_class(out_path, *args, **kwargs))
+        return started[-1]
+
+    io_tasks.TensorWriter = make_writer
+    _READERS.update(active=True, reader_for=reader_for, readers={})
+    try:
+        yield
+    except BaseException:
+        for writer in started:
+            writer.abort()
+        raise
+    finally:
+        io_tasks.TensorWriter = TensorWriter
+        for reader in _READERS["readers"].values():
+            reader.flush()
+        _READERS.update(active=False, readers={})

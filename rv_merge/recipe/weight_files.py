@@ -15,6 +15,13 @@ from safetensors import safe_open
 
 from rv_merge.errors import CompatibilityError
 
+# torch dtype -> its name in safetensors headers
+SAFETENSORS_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+    torch.bool: "BOOL", torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2",
+}
+
 
 def read_safetensors_headers(files: list[Path]) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Tensor names, dtypes and shapes from safetensors headers (no tensor data is read)."""
