@@ -1,0 +1,74 @@
+"""The table and plot of bench_merge.py's results (bench/results/merge_scaling.json).
+
+    .venv/bin/python bench/bench_merge_report.py   # redraw the plot from the saved results
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+METHODS = ["reasoning_vector", "task_arithmetic", "linear", "I/O floor"]
+
+
+def append_section(results: dict, benchmarks: Path) -> None:
+    lines = [
+        f"\n## Merge scaling, 0.5B to 7B shapes ({results['date']})\n",
+        f"Machine: {results['machine']}; device {results['device']}.",
+        "Inputs: random bfloat16 trios with the shapes of Qwen2.5 0.5B, 1.5B, 3B and 7B (bench/merge_trio.py). "
+        "Merge time: `mergekit-yaml`'s main() timed inside the process, after imports (median of the "
+        "measured rounds, which run the methods in turn; one unmeasured round first when the trio fits in "
+        "the page cache). Peak RSS: the process's high-water mark (file-backed pages included); peak "
+        "anonymous: polled every 20 ms. Ratios are to the I/O floor of the same size (read the three "
+        "inputs, write one output).",
+        f"Command: `.venv/bin/python {results['command']}`\n",
+        "| size | parameters | run | merge (s) | / I/O floor | wall (s) | peak RSS (MiB) | peak anonymous (MiB) "
+        "| values not bit-identical to float64 rounded once |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for entry in results["sizes"]:
+        if "skipped" in entry:
+            lines.append(f"| {entry['size']} | | skipped: {entry['skipped']} | | | | | | |")
+            continue
+        floor = entry["rows"]["I/O floor"]["merge_s"]
+        for method in METHODS:
+            row = entry["rows"][method]
+            inexact = row.get("inexact")
+            exact = "n/a" if inexact is None else f"{inexact[0]:,} of {inexact[1]:,}"
+            lines.append(
+                f"| {entry['size']} | {entry['parameters'] / 1e9:.2f}B | {method} | {row['merge_s']:.2f} | "
+                f"{row['merge_s'] / floor:.2f} | {row['wall_s']:.2f} | {row['peak_rss_mib']:.0f} | "
+                f"{row['peak_anon_mib']:.0f} | {exact} |")
+    lines.append("\n![merge time and memory against model size](bench/results/merge_scaling.png)\n")
+    with open(benchmarks, "a", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [e for e in results["sizes"] if "skipped" not in e]
+    figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
+    billions = [e["parameters"] / 1e9 for e in sizes]
+    for method in METHODS:
+        time_axis.plot(billions, [e["rows"][method]["merge_s"] for e in sizes], marker="o", label=method)
+        memory_axis.plot(billions, [e["rows"][method]["peak_rss_mib"] / 1024 for e in sizes], marker="o",
+                         label=method)
+    time_axis.set(xlabel="parameters (billions)", ylabel="merge time without imports (s)", title="time")
+    memory_axis.set(xlabel="parameters (billions)", ylabel="peak RSS (GiB)", title="memory")
+    for axis in (time_axis, memory_axis):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle(f"bfloat16 merges of Qwen2.5-shaped trios, {results['machine'].split(',')[0]}, "
+                    f"{results['date']}", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    here = Path(__file__).resolve().parent / "results"
+    plot(json.loads((here / "merge_scaling.json").read_text()), here / "merge_scaling.png")
