@@ -51,8 +51,9 @@ def run_demo(context: EvalContext, toy: bool = False) -> None:
 def run_pair_demo(context: EvalContext) -> None:
     summary = build_pair(load_recipe(PAIR_RECIPE).eval, context)
     print(f"pair check on {summary['problems']} held-out problems: SFT {summary['sft_accuracy']:.3f}, "
-          f"GRPO {summary['grpo_accuracy']:.3f}, gain {summary['gain']:+.3f} (standard error "
-          f"{summary['gain_stderr']:.3f}; beyond 2 SE: {'yes' if summary['gain_beyond_two_stderr'] else 'NO'})")
+          f"GRPO {summary['grpo_accuracy']:.3f}, gain {summary['gain']:+.3f} (95% interval "
+          f"[{summary['gain_interval'][0]:+.3f}, {summary['gain_interval'][1]:+.3f}], exact McNemar "
+          f"p = {summary['gain_p_value']:.2g}; shown: {'yes' if summary['gain_shown'] else 'NO'})")
     exact, low_rank, lora = VECTORS / "exact", VECTORS / f"lowrank-r{RANK}", VECTORS / f"lora-r{RANK}"
     steps = [
         (exact, lambda: vector_commands.extract(exact, recipe=str(PAIR_RECIPE))),

@@ -25,6 +25,7 @@ from rv_merge.recipe.model_locations import locate_model
 from rv_merge.recipe.schema import EvalSettings, Recipe
 from rv_merge.report.index import write_index
 from rv_merge.report.markdown import write_report
+from rv_merge.statistics import mean_estimate
 
 HUB_DATA = "the standard datasets on the Hugging Face Hub"
 
@@ -151,7 +152,7 @@ def _results_metadata(path: Path, recipe: Recipe, settings: EvalSettings, contex
         "sweep": dict(conditions.sweep),
         "backend": {"name": backend.name, "model_args": backend.model_args, "dtype": backend.dtype,
                     "device": backend.device},
-        "results": [{"model": r.job.model.label, "task": r.job.task, "metrics": r.metrics,
+        "results": [{"model": r.job.model.label, "task": r.job.task, "metrics": _with_intervals(r),
                      "wall_s": round(r.wall_s, 3), "cached": r.cached, "computed_with": r.computed_with}
                     for r in results],
         "documents": {r.job.task: max((len(s) for s in r.per_sample.values()), default=0) for r in results},
@@ -162,6 +163,21 @@ def _results_metadata(path: Path, recipe: Recipe, settings: EvalSettings, contex
         "jobs_run": sum(not r.cached for r in results),
         "jobs_cached": sum(r.cached for r in results),
     }
+
+
+def _with_intervals(result: JobResult) -> dict:
+    """The job's metrics, each with a 95% interval (and a standard error where lm-eval gave
+    none) from its per-document scores (rv_merge.statistics)."""
+    metrics = {}
+    for key, metric in result.metrics.items():
+        scores = result.per_sample.get(key)
+        if scores:
+            estimate = mean_estimate(scores)
+            metric = {**metric, "stderr": metric.get("stderr") if metric.get("stderr") is not None
+                      else estimate.stderr, "interval": [estimate.low, estimate.high],
+                      "interval_method": estimate.method}
+        metrics[key] = metric
+    return metrics
 
 
 def command_line() -> str:

@@ -33,7 +33,7 @@ def write_index(reports_dir: Path) -> None:
                               row.get("delta merged")))
     header = ["recipe", "vector", "task", "metric", "target", "merged", "Δ merged − target [95% CI]"]
     lines = ["# rv-merge reports", "", "Each recipe's main metric per task; details in each folder's "
-             "report.md. `*`: the 95% interval excludes zero.", "",
+             "report.md. `*`: the paired test (exact McNemar for 0/1 scores) rejects \"no difference\" at 5%.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, source, task, metric, target, merged, delta in table:
         lines.append(f"| [{name}]({name}/report.md) | {source} | {task} | {metric} | {format_estimate(target)} | "
@@ -46,5 +46,5 @@ def write_index(reports_dir: Path) -> None:
     write_text(reports_dir / "index.html",
         "<!doctype html><meta charset='utf-8'><title>rv-merge reports</title>"
         "<style>body{font-family:sans-serif}td,th{padding:2px 8px;border-bottom:1px solid #ddd}</style>"
-        "<h1>rv-merge reports</h1><p>Main metric per task; * marks a 95% interval that excludes zero.</p>"
+        "<h1>rv-merge reports</h1><p>Main metric per task; * marks a difference the paired test (exact McNemar for 0/1 scores) shows at 5%.</p>"
         "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" + cells + "</table>")

@@ -6,14 +6,15 @@ from pathlib import Path
 
 from rv_merge.atomic_files import write_text
 from rv_merge.report.plots import plot_deltas, plot_robustness, plot_sweep
-from rv_merge.report.statistics import Estimate
 from rv_merge.report.tables import (
     Results,
     comparison_rows,
     pair_rows,
+    power_rows,
     robustness_rows,
     sweep_rows,
 )
+from rv_merge.statistics import Estimate
 
 
 def write_report(folder: Path, variants: dict[str, tuple[str, str]]) -> None:
@@ -24,7 +25,7 @@ def write_report(folder: Path, variants: dict[str, tuple[str, str]]) -> None:
     """
     results = Results(folder)
     rows, robust, sweep = comparison_rows(results), robustness_rows(results, variants), sweep_rows(results)
-    text = _markdown(results.meta, rows, robust, sweep, pair_rows(results))
+    text = _markdown(results.meta, rows, robust, sweep, pair_rows(results), power_rows(results))
     write_text(folder / "report.md", text)
     plot_deltas(rows, folder / "deltas.png")
     plot_robustness(robust, folder / "robustness.png")
@@ -35,14 +36,15 @@ def write_report(folder: Path, variants: dict[str, tuple[str, str]]) -> None:
 def format_estimate(estimate: Estimate | None, signed: bool = False) -> str:
     if estimate is None:
         return "-"
-    value = f"{estimate.value:+.3f}" if signed else f"{estimate.value:.3f}"
-    if estimate.stderr is None:
-        return f"{value} (n={estimate.n})"
+    low, high = estimate.interval
     if signed:
-        low, high = estimate.interval
         mark = " *" if estimate.excludes_zero else ""
-        return f"{value} [{low:+.3f}, {high:+.3f}]{mark}"
-    return f"{value} ± {estimate.stderr:.3f}"
+        return f"{estimate.value:+.3f} [{low:+.3f}, {high:+.3f}]{mark}"
+    return f"{estimate.value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _detectable(difference: float | None) -> str:
+    return "none (too few documents)" if difference is None else f"{difference:.3f}"
 
 
 def describe_source(meta: dict) -> str:
@@ -61,16 +63,17 @@ def vector_settings(vector: dict) -> tuple[str, str]:
     return ", ".join(f"{k} {v}" for k, v in vector["compression"].items()), f"{vector['size_bytes'] / 2**20:.1f} MiB"
 
 
-def _markdown(meta: dict, rows: list[dict], robust: list[dict], sweep: list[dict], pair: list[dict]) -> str:
+def _markdown(meta: dict, rows: list[dict], robust: list[dict], sweep: list[dict], pair: list[dict],
+              power: list[dict]) -> str:
     recipe = meta["recipe"]
     lines = [
         f"# rv-merge report: {meta['name']}", "",
         f"Recipe `{meta['recipe_file']}`: {recipe['base_model']} {'+' if recipe['parameters']['sign'] == 1 else '-'} "
         f"alpha * {describe_source(meta)}, alpha = {recipe['parameters']['alpha']}.", "",
-        "Scores are means over documents ± standard error. Deltas are paired over the same documents "
-        "(merged or GRPO minus the target) with 95% intervals; `*` marks an interval that excludes zero. "
-        "With few documents the intervals are wide and the normal approximation is rough: read "
-        "unmarked differences as not shown.", "",
+        "Scores are means over documents with 95% intervals (Wilson score intervals for 0/1 scores). "
+        "Deltas are paired over the same documents (merged or GRPO minus the target): Newcombe's paired "
+        "score interval, and `*` where the exact McNemar test rejects \"no difference\" at 5%. Both hold "
+        "at small n and at 0% or 100%; read unmarked differences as not shown.", "",
     ]
     if pair:
         lines += ["## The pair: GRPO vs SFT (main metric)", "",
@@ -90,6 +93,15 @@ def _markdown(meta: dict, rows: list[dict], robust: list[dict], sweep: list[dict
             format_estimate(row["target"]), format_estimate(row["grpo"]), format_estimate(row["merged"]), format_estimate(row["grpo+think"]),
             format_estimate(row["merged+think"]), format_estimate(row.get("delta merged"), True),
             format_estimate(row.get("delta merged+think"), True)]) + " |")
+    if power:
+        lines += ["", "## What this run could detect", "",
+                  "The smallest merged − target difference the exact McNemar test at 5% finds with 80% power, "
+                  "given the documents and how often the two models disagreed on them (a smaller true effect "
+                  "may go unmarked).", "",
+                  "| task | metric | documents | disagreed on | detectable difference (5%, 80% power) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['task']} | {r['metric']} | {r['n']} | {r['discordance']:.1%} | "
+                  f"{_detectable(r['detectable'])} |" for r in power]
     lines += ["", "## Robustness: clean task vs each adversarial variant (main metric)", "",
               "| variant | perturbation | target clean → variant (drop) | merged clean → variant (drop) | "
               "Δ merged − target, clean | Δ merged − target, variant | gain survives |",

@@ -9,7 +9,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the non-interactive backend
 
-from rv_merge.report.statistics import Z95
 
 
 def plot_deltas(rows: list[dict], path: Path) -> None:
@@ -18,7 +17,7 @@ def plot_deltas(rows: list[dict], path: Path) -> None:
     for y, (task, delta) in enumerate(shown):
         if delta is None:
             continue
-        low_high = delta.interval or (delta.value, delta.value)
+        low_high = delta.interval
         ax.errorbar(delta.value, y, xerr=[[delta.value - low_high[0]], [low_high[1] - delta.value]],
                     fmt="o", color="tab:red" if delta.excludes_zero else "tab:gray", capsize=3)
     ax.axvline(0, color="black", linewidth=0.8)
@@ -41,7 +40,7 @@ def plot_robustness(rows: list[dict], path: Path) -> None:
                     continue
                 x = i + (2 * j + k - 1.5) * width
                 ax.bar(x, estimate.value, width, color=color, alpha=1.0 if k == 0 else 0.5,
-                       yerr=Z95 * estimate.stderr if estimate.stderr else None, capsize=2,
+                       yerr=_error_bars([estimate]), capsize=2,
                        label=f"{model} {'clean' if k == 0 else 'variant'}" if i == 0 else None)
     ax.set_xticks(range(len(rows)), [r["variant"] for r in rows], rotation=30, ha="right")
     ax.set_ylabel("score (main metric), 95% interval")
@@ -59,7 +58,7 @@ def plot_sweep(rows: list[dict], path: Path) -> None:
         mine = [r for r in rows if r["task"] == task]
         color = f"C{index}"
         ax.errorbar([r["alpha"] for r in mine], [r["score"].value for r in mine],
-                    yerr=[Z95 * (r["score"].stderr or 0) for r in mine], marker="o", capsize=3, color=color,
+                    yerr=_error_bars([r["score"] for r in mine]), marker="o", capsize=3, color=color,
                     label=task)
         if mine[0]["target"]:
             ax.axhline(mine[0]["target"].value, color=color, linestyle=":", linewidth=1)
@@ -70,3 +69,8 @@ def plot_sweep(rows: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _error_bars(estimates: list) -> list[list[float]]:
+    """matplotlib's asymmetric error bars (below, above) from the estimates' intervals."""
+    return [[e.value - e.low for e in estimates], [e.high - e.value for e in estimates]]

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rv_merge.report.statistics import (
+from rv_merge.statistics import (
     Estimate,
+    detectable_difference,
     main_metric,
     mean_estimate,
     paired_delta,
@@ -68,6 +69,22 @@ def comparison_rows(results: Results) -> list[dict]:
                 if scores and target and label != "target" and len(scores) == len(target):
                     row[f"delta {label}"] = paired_delta(target, scores)
             rows.append(row)
+    return rows
+
+
+def power_rows(results: Results) -> list[dict]:
+    """Per task (main metric): how many documents merged and target were compared on, how
+    often they disagreed, and the smallest difference the run could detect (see
+    rv_merge.statistics.detectable_difference)."""
+    rows = []
+    for task in results.meta["settings"]["tasks"]:
+        metric = main_metric(results.metrics(task))
+        target, merged = results.scores("target", task, metric), results.scores("merged", task, metric)
+        if not target or not merged or len(target) != len(merged):
+            continue
+        discordance = sum(a != b for a, b in zip(target, merged)) / len(target)
+        rows.append({"task": task, "metric": metric, "n": len(target), "discordance": discordance,
+                     "detectable": detectable_difference(len(target), discordance)})
     return rows
 
 

@@ -42,13 +42,14 @@ def build_pair(settings: EvalSettings, context: EvalContext, root: Path = ROOT, 
         print(f"training GRPO from SFT: {budget.grpo_steps} steps (about 14 minutes on 2 cores) ...", flush=True)
         train_grpo(sft, grpo, budget)
     summary_path = root / "pair.json"
-    if not summary_path.is_file():
+    if not summary_path.is_file() or "gain_interval" not in json.loads(summary_path.read_text()):  # or older format
         print("checking GRPO against SFT on held-out problems ...", flush=True)
         gain, sft_scores, grpo_scores = grpo_gain(sft, grpo, data, settings, context)
         summary = {"sft_accuracy": sum(sft_scores) / len(sft_scores),
                    "grpo_accuracy": sum(grpo_scores) / len(grpo_scores),
-                   "gain": gain.value, "gain_stderr": gain.stderr, "problems": gain.n,
-                   "gain_beyond_two_stderr": gain.stderr is not None and gain.value > 2 * gain.stderr,
+                   "gain": gain.value, "gain_interval": list(gain.interval), "gain_p_value": gain.p_value,
+                   "gain_method": gain.method, "problems": gain.n,
+                   "gain_shown": gain.excludes_zero and gain.value > 0,
                    "budget": asdict(budget), "build_seconds": round(time.monotonic() - started)}
         write_json(summary_path, summary)
     return json.loads(summary_path.read_text())

@@ -14,7 +14,7 @@ from rv_merge.evaluate.jobs import Job, ModelUnderTest
 from rv_merge.evaluate.runner import run_jobs
 from rv_merge.recipe.model_locations import fingerprint_folder
 from rv_merge.recipe.schema import EvalSettings
-from rv_merge.report.statistics import Estimate, main_metric, paired_delta
+from rv_merge.statistics import Estimate, main_metric, paired_delta
 
 TASK = "rv_gsm8k"
 
