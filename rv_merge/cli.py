@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="check a recipe and its models without merging")
     check.add_argument("recipe")
     check.add_argument("--allow-pickle", action="store_true", help="accept pickled .bin weights")
+    check.add_argument("--rounding", action="store_true",
+                       help="also read every weight and say how much of the vector the output dtype rounds away")
 
     merge = commands.add_parser("merge", help="check, then merge a recipe into OUT atomically")
     merge.add_argument("recipe")
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
-            run_check(args.recipe, allow_pickle=args.allow_pickle)
+            run_check(args.recipe, allow_pickle=args.allow_pickle, rounding=args.rounding)
         elif args.command == "merge":
             run_merge_command(args)
         elif args.command == "eval":
@@ -108,11 +110,16 @@ def tasks_dir() -> Path:
     return Path(os.environ.get("RV_TASKS_DIR", suite.TASKS_DIR))
 
 
-def run_check(recipe_path: str, allow_pickle: bool = False) -> None:
+def run_check(recipe_path: str, allow_pickle: bool = False, rounding: bool = False) -> None:
     from rv_merge.recipe.compatibility import check_recipe_file
 
     for line in check_recipe_file(recipe_path, allow_pickle):
         print(line)
+    if rounding:
+        from rv_merge.vectors.rounding import recipe_rounding_loss
+
+        for line in recipe_rounding_loss(recipe_path):
+            print(line)
 
 
 def run_eval(args: argparse.Namespace) -> None:

@@ -16,6 +16,7 @@ import torch
 from rv_merge.cli import main
 from rv_merge.recipe.vector_folder import dense_tensor, read_metadata
 from tests.conftest import load_tensors, mergekit_yaml, recipe_dict, rv, write_recipe
+from tests.test_numerics import round_bf16_reference
 
 pytestmark = pytest.mark.xdist_group("vectors")
 REPO = Path(__file__).resolve().parents[1]
@@ -281,6 +282,36 @@ def test_info_norms_cosine_and_sign_agreement(vectors, tmp_path, capsys):
     v0 = np.concatenate([dense_tensor(vector, n).numpy().reshape(-1) for n in layer0])
     assert math.isclose(info["layers"]["0"]["norm"], float(np.linalg.norm(v0)), rel_tol=1e-12)
     assert (tmp_path / "info.png").stat().st_size > 1000
+    # what each output dtype rounds away, against numpy's own conversions (bfloat16: bit reference)
+    for label, rounding in (("float32", lambda x: x.astype(np.float32)), ("float16", lambda x: x.astype(np.float16)),
+                            ("bfloat16", lambda x: round_bf16_reference(x).float().numpy())):
+        lost = (v != 0) & (rounding(t + v) == rounding(t))
+        assert math.isclose(info["rounding_loss"][label]["entries"], lost.sum() / (v != 0).sum(), rel_tol=1e-12)
+        assert math.isclose(info["rounding_loss"][label]["norm_sq"], (v[lost] ** 2).sum() / (v ** 2).sum(),
+                            rel_tol=1e-9, abs_tol=1e-15)
+    assert info["rounding_loss"]["bfloat16"]["entries"] > info["rounding_loss"]["float32"]["entries"]
+
+
+def test_check_says_how_much_of_the_vector_the_recipes_dtype_rounds_away(vectors, tmp_path, capsys):
+    _, built = vectors
+    pair, _ = built["f32"]
+    recipe = write_recipe(tmp_path / "r.yml", recipe_dict(pair["target"], pair["sft"], pair["grpo"], alpha=0.5,
+                                                          sign=-1, dtype="bfloat16"))
+    assert main(["check", str(recipe), "--rounding"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("rounding:")]
+    t, s, g = (load_tensors(pair[role]) for role in ("target", "sft", "grpo"))
+    lost = nonzero = 0
+    lost_sq = total_sq = 0.0
+    for name in t:
+        v = -0.5 * (g[name].double().numpy() - s[name].double().numpy()).reshape(-1)
+        base = t[name].double().numpy().reshape(-1)
+        gone = (v != 0) & (round_bf16_reference(base + v).view(torch.int16) == round_bf16_reference(base).view(
+            torch.int16)).numpy()
+        lost, nonzero = lost + gone.sum(), nonzero + (v != 0).sum()
+        lost_sq, total_sq = lost_sq + (v[gone] ** 2).sum(), total_sq + (v ** 2).sum()
+    assert line == [f"rounding: written in bfloat16, target + vector (alpha 0.5, sign -1) equals the rounded target "
+                    f"in {lost / nonzero:.1%} of the entries where the vector is non-zero, which hold "
+                    f"{lost_sq / total_sq:.1%} of its squared norm: that much of the vector is rounded away"]
 
 
 # ------------------------------------------------------------------ refusals

@@ -51,7 +51,8 @@ def add_parser(commands) -> None:
     info = sub.add_parser("info", help="norms per layer and module; cosine and sign agreement with another vector")
     info.add_argument("vector")
     info.add_argument("--compare", help="a second vector folder")
-    info.add_argument("--target", help="target model folder: norms relative to its weights")
+    info.add_argument("--target", help="target model folder: norms relative to its weights, and how much of "
+                      "the vector each output dtype rounds away")
     info.add_argument("--plot", help="write a PNG plot here")
     info.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -136,7 +137,7 @@ def run_info(args: argparse.Namespace) -> None:
     info = vector_info(Path(args.vector), other, Path(args.target) if args.target else None)
     if args.json:
         print(json.dumps({"size_bytes": info.size_bytes, "layers": info.layers, "modules": info.modules,
-                          "total": info.total}, indent=1))
+                          "total": info.total, "rounding_loss": info.rounding_loss}, indent=1))
     else:
         print(format_info(info, Path(args.vector), other))
     if args.plot:

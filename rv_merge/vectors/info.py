@@ -18,6 +18,7 @@ from typing import Optional
 
 from rv_merge.recipe.weight_files import load_weight, weight_files
 from rv_merge.recipe.vector_folder import dense_tensor, read_metadata, size_on_disk
+from rv_merge.vectors.rounding import RoundingLoss, describe_loss
 
 LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.(.+?)(?:\.weight|\.bias)?$")
 
@@ -52,6 +53,9 @@ class VectorInfo:
     layers: dict[str, dict] = field(default_factory=dict)
     modules: dict[str, dict] = field(default_factory=dict)
     total: dict = field(default_factory=dict)
+    # with a target: per output dtype, the shares of the vector's non-zero entries, and of its
+    # squared norm, that target + vector rounds away (the output equals the rounded target)
+    rounding_loss: dict[str, dict] = field(default_factory=dict)
 
 
 def group_of(name: str) -> tuple[str, str]:
@@ -69,6 +73,7 @@ def vector_info(vector: Path, other: Optional[Path] = None, target: Optional[Pat
     other_names = set(read_metadata(other)["tensors"]) if other else set()
     target_files = weight_files(target) if target else {}
     layers, modules, total = defaultdict(Sums), defaultdict(Sums), Sums()
+    rounding = RoundingLoss()
     for name in metadata["tensors"]:
         v = dense_tensor(vector, name)
         layer, module = group_of(name)
@@ -76,6 +81,8 @@ def vector_info(vector: Path, other: Optional[Path] = None, target: Optional[Pat
         if name in target_files:
             t = load_weight(target_files, name).double()
             update["target_sq"] = float((t * t).sum())
+            if t.shape == v.shape:
+                rounding.add(t, v)
         if name in other_names:
             w = dense_tensor(other, name)
             nonzero = (v != 0) & (w != 0)
@@ -88,7 +95,7 @@ def vector_info(vector: Path, other: Optional[Path] = None, target: Optional[Pat
             sums.has_other |= "dot" in update
     order = sorted(layers, key=lambda k: (k == "-", int(k) if k.isdigit() else 0))
     return VectorInfo(metadata, size_on_disk(vector), {k: layers[k].row() for k in order},
-                      {k: modules[k].row() for k in sorted(modules)}, total.row())
+                      {k: modules[k].row() for k in sorted(modules)}, total.row(), rounding.shares())
 
 
 def format_info(info: VectorInfo, vector: Path, other: Optional[Path]) -> str:
@@ -102,6 +109,7 @@ def format_info(info: VectorInfo, vector: Path, other: Optional[Path]) -> str:
         lines.append(f"storage dtype {meta['dtype']}: relative rounding error {meta['rounding']['relative_error']:.3g}")
     if other:
         lines.append(f"compared with {other}")
+    lines += [describe_loss(label, loss) for label, loss in info.rounding_loss.items()]
     for title, rows in (("layer", info.layers), ("module", info.modules), ("total", {"all": info.total})):
         lines += ["", f"{title:<28} {'norm':>10} {'rel.target':>10} {'cosine':>8} {'sign agr.':>9}"]
         lines += [f"{key:<28} {row['norm']:>10.4g} {_cell(row['relative_to_target'], '10.3g')} "
