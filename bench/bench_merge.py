@@ -156,28 +156,50 @@ def bench_size(size: str, repeats: int, device: str) -> dict:
         commands[method] = ([sys.executable, "-c", TIMED_MERGE, str(path), str(out), "--quiet", *extra], out)
     commands["I/O floor"] = ([sys.executable, "-c", IO_FLOOR, *inputs, str(WORK / "floor.bin")], None)
     runs = {label: [] for label in commands}
-    if fits_in_cache:  # one unmeasured round warms the page cache and compiled code
-        for command, _ in commands.values():
+    if fits_in_cache:  # one unmeasured round warms compiled code
+        for command, out in commands.values():
             run(command)
-    for _ in range(rounds):  # interleaved, so that drifts of the machine hit every method alike
-        for label, (command, out) in commands.items():
             if out is not None:
                 shutil.rmtree(out, ignore_errors=True)
+    inexact = {}
+    for round_index in range(rounds):  # interleaved, so that drifts of the machine hit every method alike
+        for label, (command, out) in commands.items():
+            # Every run starts from the same page cache: the inputs read just before (when they
+            # fit in memory), or nothing cached (when they do not), whatever ran before it.
+            warm_or_drop_page_cache(inputs, fits_in_cache)
             runs[label].append(run(command))
             print(f"  {label}: {runs[label][-1]}", flush=True)
+            if out is not None:  # one output on disk at a time (a 7B output is 15 GB)
+                if round_index == rounds - 1:
+                    inexact[label] = count_inexact(out, folders)
+                shutil.rmtree(out, ignore_errors=True)
     rows = {}
-    for label, (command, out) in commands.items():
+    for label in commands:
         rows[label] = {key: statistics.median(r[key] for r in runs[label]) for key in ("wall_s", "merge_s")}
         rows[label].update({key: max(r[key] for r in runs[label]) for key in ("peak_rss_mib", "peak_anon_mib")})
-        if out is not None:
-            rows[label]["inexact"] = count_inexact(out, folders)
-            shutil.rmtree(out, ignore_errors=True)
+        if label in inexact:
+            rows[label]["inexact"] = inexact[label]
     (WORK / "floor.bin").unlink(missing_ok=True)
     largest = max(n for n in _tensor_sizes(folders["target"]))
     if size in ("3B", "7B"):
         shutil.rmtree(WORK / size)  # room for the next size
     return {"size": size, "parameters": parameter_count(size), "rounds": rounds, "page_cache_warm": fits_in_cache,
             "largest_tensor_bytes": largest, "rows": rows}
+
+
+def warm_or_drop_page_cache(inputs: list[str], warm: bool) -> None:
+    """Read the inputs into the page cache, or drop the page cache (needs root)."""
+    if warm:
+        for path in inputs:
+            with open(path, "rb") as handle:
+                while handle.read(1 << 24):
+                    pass
+        return
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as error:
+        raise SystemExit(f"cannot drop the page cache for a cold run ({error}): run as root, or pass smaller --sizes")
 
 
 def _tensor_sizes(folder: Path):

@@ -18,25 +18,28 @@ def append_section(results: dict, benchmarks: Path) -> None:
         "Inputs: random bfloat16 trios with the shapes of Qwen2.5 0.5B, 1.5B, 3B and 7B (bench/merge_trio.py). "
         "Merge time: `mergekit-yaml`'s main() timed inside the process, after imports (median of the "
         "measured rounds, which run the methods in turn; one unmeasured round first when the trio fits in "
-        "the page cache). Peak RSS: the process's high-water mark (file-backed pages included); peak "
+        "the page cache). Every run starts from the same page cache: its inputs just read (warm) when "
+        "three inputs and an output fit in 60% of memory, else an empty cache (cold: dropped before each "
+        "run), whatever ran before. Peak RSS: the process's high-water mark (file-backed pages included); peak "
         "anonymous: polled every 20 ms. Ratios are to the I/O floor of the same size (read the three "
         "inputs, write one output).",
         f"Command: `.venv/bin/python {results['command']}`\n",
-        "| size | parameters | run | merge (s) | / I/O floor | wall (s) | peak RSS (MiB) | peak anonymous (MiB) "
-        "| values not bit-identical to float64 rounded once |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| size | parameters | page cache, rounds | run | merge (s) | / I/O floor | wall (s) | peak RSS (MiB) "
+        "| peak anonymous (MiB) | values not bit-identical to float64 rounded once |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in results["sizes"]:
         if "skipped" in entry:
-            lines.append(f"| {entry['size']} | | skipped: {entry['skipped']} | | | | | | |")
+            lines.append(f"| {entry['size']} | | | skipped: {entry['skipped']} | | | | | | |")
             continue
         floor = entry["rows"]["I/O floor"]["merge_s"]
         for method in METHODS:
             row = entry["rows"][method]
             inexact = row.get("inexact")
             exact = "n/a" if inexact is None else f"{inexact[0]:,} of {inexact[1]:,}"
+            cache = f"{'warm' if entry['page_cache_warm'] else 'cold'}, {entry['rounds']}"
             lines.append(
-                f"| {entry['size']} | {entry['parameters'] / 1e9:.2f}B | {method} | {row['merge_s']:.2f} | "
+                f"| {entry['size']} | {entry['parameters'] / 1e9:.2f}B | {cache} | {method} | {row['merge_s']:.2f} | "
                 f"{row['merge_s'] / floor:.2f} | {row['wall_s']:.2f} | {row['peak_rss_mib']:.0f} | "
                 f"{row['peak_anon_mib']:.0f} | {exact} |")
     lines.append("\n![merge time and memory against model size](bench/results/merge_scaling.png)\n")
