@@ -80,7 +80,7 @@ def paired_delta(a: list[float], b: list[float]) -> Estimate:
         raise ValueError("no documents to compare")
     differences = [y - x for x, y in zip(a, b)]
     if not (_is_binary(a) and _is_binary(b)):
-        return _t_estimate(differences, "paired Student t")
+        return _t_estimate(differences, "paired Student t", tested=True)
     n = len(a)
     gains = sum(1 for x, y in zip(a, b) if y > x)
     losses = sum(1 for x, y in zip(a, b) if x > y)
@@ -125,7 +125,8 @@ def _is_binary(scores: list[float]) -> bool:
     return all(s in (0, 1) for s in scores)
 
 
-def _t_estimate(values: list[float], method: str) -> Estimate:
+def _t_estimate(values: list[float], method: str, tested: bool = False) -> Estimate:
+    """Student's t interval of the mean; with `tested`, also the p-value of "mean = 0"."""
     n = len(values)
     mean = sum(values) / n
     if n < 2:
@@ -135,7 +136,7 @@ def _t_estimate(values: list[float], method: str) -> Estimate:
     stderr = float(stats.sem(values))
     p_value = float(test.pvalue) if stderr else (1.0 if mean == 0 else 0.0)
     low, high = (float(low), float(high)) if stderr else (mean, mean)
-    return Estimate(mean, low, high, n, method, stderr, p_value if "paired" in method else None)
+    return Estimate(mean, low, high, n, method, stderr, p_value if tested else None)
 
 
 def _newcombe_paired(a: list[float], b: list[float]) -> tuple[float, float]:

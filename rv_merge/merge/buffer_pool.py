@@ -34,7 +34,7 @@ class BufferPool:
 
     def empty(self, shape, dtype: torch.dtype) -> torch.Tensor:
         """An uninitialised CPU tensor, in a reused buffer when one of its size is idle."""
-        size = int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size()
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         with self._lock:
             buffers = self._buffers.setdefault(size, [])
             buffer = next((b for b in buffers if _is_idle(b)), None)

@@ -6,9 +6,9 @@ the startup hook routes here (see rv_merge.patches.mergekit). For each merge it:
 
 1. validates the recipe strictly (from the YAML text when mergekit passes it);
 2. checks that target, SFT and GRPO are compatible (configs, tokenizers, headers);
-3. merges, reading each input tensor into memory of its own (rv_merge.merge.tensor_reader)
-   and writing each result as soon as it is merged (rv_merge.merge.streaming_writer), so
-   memory stays flat, into a staging folder next to OUT and swaps it into place only on success, so a
+3. merges, mapping each input tensor on its own (rv_merge.merge.tensor_reader) and writing
+   each result as soon as it is merged (rv_merge.merge.streaming_writer), so memory stays
+   flat, into a staging folder next to OUT, and swaps it into place only on success, so a
    failure leaves no output behind and an earlier OUT untouched; an OUT that holds files
    rv-merge did not write is refused first, naming them (rv_merge.atomic_files).
 """

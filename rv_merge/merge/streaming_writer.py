@@ -74,9 +74,8 @@ class StreamingTensorWriter:
         """Queue `tensor` for writing (no copy is kept: it is written once, as it is now)."""
         self._raise_writer_error()
         size = tensor.numel() * tensor.element_size()
-        shard = self._shard
-        if shard is not None and shard.entries and self.max_shard_size > 0 \
-                and shard.size + size > self.max_shard_size:
+        if self._shard is not None and self._shard.entries and self.max_shard_size > 0 \
+                and self._shard.size + size > self.max_shard_size:
             self._close_shard()
         if self._shard is None:
             self._open_shard()

@@ -14,38 +14,35 @@ rv_merge.patches.mergekit.streamed_merge_io).
 
 from __future__ import annotations
 
-import json
 import mmap
 import os
-import struct
+from pathlib import Path
 from typing import Optional
 
 import torch
 
-from rv_merge.recipe.weight_files import SAFETENSORS_DTYPES
+from rv_merge.recipe.weight_files import SAFETENSORS_DTYPES, read_safetensors_header
 
 TORCH_DTYPES = {name: dtype for dtype, name in SAFETENSORS_DTYPES.items()}
 
 
 class SafetensorsReader:
     """The part of mergekit's LazyTensorLoader interface that merging uses, over the same
-    index (`index.base_path`, `index.tensor_paths`), reading without memory maps."""
+    index (`index.base_path`, `index.tensor_paths`), mapping each tensor on its own."""
 
     def __init__(self, index):
         self.index = index
         self._locations: dict[str, tuple[str, torch.dtype, list[int], int, int]] = {}
         for file in sorted(set(index.tensor_paths.values())):
             path = os.path.join(index.base_path, file)
-            with open(path, "rb") as handle:
-                (length,) = struct.unpack("<Q", handle.read(8))
-                header = json.loads(handle.read(length))
+            data_start, header = read_safetensors_header(Path(path))
             for name, info in header.items():
                 if name != "__metadata__":
                     if info["dtype"] not in TORCH_DTYPES:
                         raise ValueError(f"{path}: tensor dtype {info['dtype']} is not read here")
                     start, end = info["data_offsets"]
                     self._locations[name] = (path, TORCH_DTYPES[info["dtype"]], info["shape"],
-                                             8 + length + start, end - start)
+                                             data_start + start, end - start)
         self._descriptors: dict[str, int] = {}
 
     def get_tensor(self, key: str, device: str = "cpu", aliases: Optional[list[str]] = None,

@@ -17,8 +17,9 @@ mergekit has no plugin mechanism, so three things are patched:
 3. During a guarded merge (streamed_merge_io), `mergekit.io.tasks.TensorWriter` (which
    `TensorWriterTask.execute` instantiates) is replaced by a writer with the same interface,
    shard rule and file names that streams each tensor to disk, and models are read through
-   a loader that reads tensors without memory maps (rv_merge.merge.streaming_writer and
-   tensor_reader, handed in by the guard), so memory stays flat whatever the model size.
+   a loader that maps each tensor on its own, released with the tensor
+   (rv_merge.merge.streaming_writer and tensor_reader, handed in by the guard), so memory
+   stays flat whatever the model size.
 
 `UPSTREAM_SOURCES` holds a hash of each patched function's source as written for; the
 tests compare it with the installed mergekit, so an upstream change fails loudly.
@@ -135,7 +136,7 @@ def _is_vector_entry(entry) -> bool:
 
 
 # Set by streamed_merge_io for the duration of a guarded merge.
-_READERS = {"active": False, "reader_for": None, "readers": {}}
+_READERS = {"reader_for": None, "readers": {}}
 
 
 def _get(self, model):
@@ -144,7 +145,7 @@ def _get(self, model):
             self.loaders[model] = VectorLoader(model.model.path)
         return self.loaders[model]
     loader = _ORIGINALS["mergekit.io.tasks.LoaderCache.get"](self, model)
-    if not _READERS["active"]:
+    if _READERS["reader_for"] is None:
         return loader
     readers = _READERS["readers"]
     if model not in readers:
@@ -202,7 +203,7 @@ def streamed_merge_io(writer_class: type, reader_for: Callable) -> Iterator[None
         return started[-1]
 
     io_tasks.TensorWriter = make_writer
-    _READERS.update(active=True, reader_for=reader_for, readers={})
+    _READERS.update(reader_for=reader_for, readers={})
     try:
         yield
     except BaseException:
@@ -213,4 +214,4 @@ def streamed_merge_io(writer_class: type, reader_for: Callable) -> Iterator[None
         io_tasks.TensorWriter = TensorWriter
         for reader in _READERS["readers"].values():
             reader.flush()
-        _READERS.update(active=False, readers={})
+        _READERS.update(reader_for=None, readers={})

@@ -23,16 +23,21 @@ SAFETENSORS_DTYPES = {
 }
 
 
+def read_safetensors_header(file: Path) -> tuple[int, dict]:
+    """(where the tensor data starts in the file, the file's JSON header), no tensor data read."""
+    with open(file, "rb") as handle:
+        try:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            return 8 + length, json.loads(handle.read(length))
+        except (struct.error, ValueError) as error:
+            raise CompatibilityError(f"{file}: not a readable safetensors file ({error})") from None
+
+
 def read_safetensors_headers(files: list[Path]) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Tensor names, dtypes and shapes from safetensors headers (no tensor data is read)."""
     tensors = {}
     for file in files:
-        with open(file, "rb") as handle:
-            try:
-                (length,) = struct.unpack("<Q", handle.read(8))
-                header = json.loads(handle.read(length))
-            except (struct.error, ValueError) as error:
-                raise CompatibilityError(f"{file}: not a readable safetensors file ({error})") from None
+        _, header = read_safetensors_header(file)
         for name, info in header.items():
             if name != "__metadata__":
                 tensors[name] = (info["dtype"], tuple(info["shape"]))

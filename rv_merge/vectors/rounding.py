@@ -64,7 +64,7 @@ def recipe_rounding_loss(path: str) -> list[str]:
     sources = {role: locate_model(ref, path) for role, ref in recipe.sources.items()}
     vector_names = set(read_metadata(sources["vector"])["tensors"]) if "vector" in sources else set()
     pair = None if "vector" in sources else (weight_files(sources["sft"]), weight_files(sources["grpo"]))
-    counts, label = None, None
+    counts = None
     for name in target_files:
         target = load_weight(target_files, name)
         if pair is None and name in vector_names:
