@@ -99,6 +99,7 @@ def test_the_reader_gives_the_stored_tensors_and_frees_each_mapping_with_its_ten
     view = tensor[1:]
     del tensor
     assert torch.equal(view, TENSORS["a"][1:])  # a view keeps the mapping
+    assert mapping() is not None
     del view
     assert mapping() is None
     reader.flush()
