@@ -1,13 +1,13 @@
-"""The index of all recipes' reports: reports/README.md and reports/index.html."""
+"""The index of all recipes' reports: reports/README.md, and the HTML site built from it."""
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 from rv_merge.atomic_files import write_text
+from rv_merge.report.html import write_site
 from rv_merge.report.markdown import format_estimate, vector_settings
-from rv_merge.report.tables import Results, comparison_rows
+from rv_merge.report.tables import Results, comparison_rows, pair_rows
 
 
 def _short_source(meta: dict) -> str:
@@ -21,30 +21,24 @@ def _short_source(meta: dict) -> str:
 
 
 def write_index(reports_dir: Path) -> None:
-    """reports/README.md and reports/index.html: every recipe's main deltas side by side."""
+    """reports/README.md (every recipe's main deltas side by side, with the pair's gain where
+    the recipe evaluated SFT and GRPO), then the HTML site (index.html and a page per report)."""
     folders = sorted(p.parent for p in reports_dir.glob("*/results.json"))
-    table = []
+    header = ["recipe", "target", "vector", "task", "metric", "pair gain: GRPO − SFT", "target score", "merged",
+              "Δ merged − target [95% CI]"]
+    lines = ["# rv-merge reports", "", "Each recipe's main metric per task; details in each folder's "
+             "report.md. `*`: the paired test (exact McNemar for 0/1 scores) rejects \"no difference\" at 5%.", ""]
+    lines += [f"Also here: [{page.stem}]({page.name})" for page in sorted(reports_dir.glob("*.md"))
+              if page.name != "README.md"]
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for folder in folders:
         results = Results(folder)
-        source = _short_source(results.meta)
+        gains = {row["task"]: row["delta"] for row in pair_rows(results)}
         for row in comparison_rows(results):
             if row["main"]:
-                table.append((folder.name, source, row["task"], row["metric"], row["target"], row["merged"],
-                              row.get("delta merged")))
-    header = ["recipe", "vector", "task", "metric", "target", "merged", "Δ merged − target [95% CI]"]
-    lines = ["# rv-merge reports", "", "Each recipe's main metric per task; details in each folder's "
-             "report.md. `*`: the paired test (exact McNemar for 0/1 scores) rejects \"no difference\" at 5%.", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, source, task, metric, target, merged, delta in table:
-        lines.append(f"| [{name}]({name}/report.md) | {source} | {task} | {metric} | {format_estimate(target)} | "
-                     f"{format_estimate(merged)} | {format_estimate(delta, True)} |")
+                lines.append(f"| [{folder.name}]({folder.name}/report.md) | {results.meta['recipe']['base_model']} | "
+                             f"{_short_source(results.meta)} | {row['task']} | {row['metric']} | "
+                             f"{format_estimate(gains.get(row['task']), True)} | {format_estimate(row['target'])} | "
+                             f"{format_estimate(row['merged'])} | {format_estimate(row.get('delta merged'), True)} |")
     write_text(reports_dir / "README.md", "\n".join(lines) + "\n")
-    cells = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
-            name, source, task, metric, format_estimate(target), format_estimate(merged), format_estimate(delta, True))) + "</tr>"
-        for name, source, task, metric, target, merged, delta in table)
-    write_text(reports_dir / "index.html",
-        "<!doctype html><meta charset='utf-8'><title>rv-merge reports</title>"
-        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;border-bottom:1px solid #ddd}</style>"
-        "<h1>rv-merge reports</h1><p>Main metric per task; * marks a difference the paired test (exact McNemar for 0/1 scores) shows at 5%.</p>"
-        "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" + cells + "</table>")
+    write_site(reports_dir)
