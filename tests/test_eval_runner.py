@@ -113,6 +113,9 @@ def test_report_agrees_with_results(workspace, monkeypatch):
     row = next(line for line in text.splitlines() if line.startswith("| rv_sciq | acc,none"))
     assert expected in row
     assert "seed 1234" in text and "limit 3 documents per task" in text and "lm_eval 0.4.13" in text
+    (dtype, loss), = meta["rounding_loss"].items()  # the recipe's own output dtype only
+    assert 0 < loss["entries"] <= 1 and f"written in {dtype}, target + v equals the rounded target in " \
+        f"{loss['entries']:.1%}" in text
     assert main(["report", "--reports", str(root / "reports")]) == 0
     assert (root / "reports" / "README.md").read_text().count("| [toy](toy/report.md)") == 3
     assert "<table>" in (root / "reports" / "index.html").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import json
 import shlex
 import sys
 import time
@@ -20,12 +21,14 @@ from rv_merge.evaluate.context import EvalContext
 from rv_merge.evaluate.jobs import Job, JobResult, plan_jobs, think_variants
 from rv_merge.evaluate.runner import run_jobs
 from rv_merge.evaluate.sandbox import isolation
+from rv_merge.merge.model_store import merge_key
 from rv_merge.recipe.loading import describe, load_recipe
 from rv_merge.recipe.model_locations import locate_model
 from rv_merge.recipe.schema import EvalSettings, Recipe
 from rv_merge.report.index import write_index
 from rv_merge.report.markdown import write_report
 from rv_merge.statistics import mean_estimate
+from rv_merge.vectors.rounding import recipe_rounding_shares
 
 HUB_DATA = "the standard datasets on the Hugging Face Hub"
 
@@ -120,7 +123,8 @@ def evaluate_recipe(path: Path, context: EvalContext, overrides: dict, reports_d
                   for r in results for metric, scores in r.per_sample.items()}
     meta = _results_metadata(path, recipe, settings, context, conditions, results)
     meta.update({"command": command, "started": started.isoformat(timespec="seconds"),
-                 "wall_s": time.monotonic() - wall})
+                 "wall_s": time.monotonic() - wall,
+                 "rounding_loss": _rounding_loss(recipe, source, conditions, context.store)})
     write_json(folder / "per_sample.json", per_sample)
     write_json(folder / "results.json", meta)
     write_report(folder, suite.adversarial_variants(context.tasks_dir))
@@ -163,6 +167,19 @@ def _results_metadata(path: Path, recipe: Recipe, settings: EvalSettings, contex
         "jobs_run": sum(not r.cached for r in results),
         "jobs_cached": sum(r.cached for r in results),
     }
+
+
+def _rounding_loss(recipe: Recipe, source: str, conditions: Conditions, store: Path) -> dict | None:
+    """How much of the vector the output dtype rounds away (rv_merge.vectors.rounding); kept in
+    the store per merge (the same key as the merged model), since it reads every weight."""
+    if not isinstance(recipe.parameters.alpha, (int, float)):
+        return None
+    inputs = {role: conditions.fingerprints[role] for role in ("target", *recipe.sources)}
+    path = store / "rounding" / f"{merge_key(recipe, inputs)}.json"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, recipe_rounding_shares(recipe, source))
+    return json.loads(path.read_text())
 
 
 def _with_intervals(result: JobResult) -> dict:

@@ -75,6 +75,10 @@ def _markdown(meta: dict, rows: list[dict], robust: list[dict], sweep: list[dict
         "score interval, and `*` where the exact McNemar test rejects \"no difference\" at 5%. Both hold "
         "at small n and at 0% or 100%; read unmarked differences as not shown.", "",
     ]
+    for dtype, loss in (meta.get("rounding_loss") or {}).items():
+        lines += [f"What the output dtype keeps: written in {dtype}, target + v equals the rounded target in "
+                  f"{loss['entries']:.1%} of the entries where v is non-zero, which hold {loss['norm_sq']:.1%} "
+                  "of its squared norm (that much of the vector is rounded away; `rv check --rounding`).", ""]
     if pair:
         lines += ["## The pair: GRPO vs SFT (main metric)", "",
                   "The vector can only transfer what GRPO added to SFT: this is that gain, paired over the same "

@@ -15,6 +15,7 @@ import torch
 from rv_merge.merge.arithmetic import merge_dtype, round_once
 from rv_merge.recipe.loading import load_recipe
 from rv_merge.recipe.model_locations import locate_model
+from rv_merge.recipe.schema import Recipe
 from rv_merge.recipe.vector_folder import dense_tensor, read_metadata
 from rv_merge.recipe.weight_files import load_weight, weight_files
 
@@ -60,6 +61,15 @@ def recipe_rounding_loss(path: str) -> list[str]:
     alpha, sign = recipe.parameters.alpha, recipe.parameters.sign
     if not isinstance(alpha, (int, float)):
         return [f"rounding: not computed for a per-layer or filtered alpha ({alpha})"]
+    shares = recipe_rounding_shares(recipe, path)
+    return [f"rounding: {describe_loss(label, loss, f'alpha {alpha}, sign {sign:+d}')}"
+            for label, loss in shares.items()] or ["rounding: the vector is zero where it meets the target"]
+
+
+def recipe_rounding_shares(recipe: Recipe, path: str) -> dict[str, dict]:
+    """{output dtype: {"entries", "norm_sq"}} lost for a recipe with one number as alpha ({} if
+    the vector is zero wherever it meets the target)."""
+    alpha, sign = recipe.parameters.alpha, recipe.parameters.sign
     target_files = weight_files(locate_model(recipe.target, path))
     sources = {role: locate_model(ref, path) for role, ref in recipe.sources.items()}
     vector_names = set(read_metadata(sources["vector"])["tensors"]) if "vector" in sources else set()
@@ -80,6 +90,4 @@ def recipe_rounding_loss(path: str) -> list[str]:
             counts = RoundingLoss({label: dtype})
         if difference.shape == target.shape:
             counts.add(target.double(), sign * float(alpha) * difference)
-    shares = counts.shares() if counts else {}
-    return [f"rounding: {describe_loss(label, loss, f'alpha {alpha}, sign {sign:+d}')}"
-            for label, loss in shares.items()] or ["rounding: the vector is zero where it meets the target"]
+    return counts.shares() if counts else {}
