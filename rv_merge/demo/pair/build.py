@@ -5,12 +5,15 @@
     sft/, grpo/         the pair
     pair.json           GRPO vs SFT on held-out problems: the check that the pair carries something
 
-Each step is skipped when its output exists, so a second run costs nothing.
+Each step is skipped when its output exists, so a second run costs nothing. pair.json records
+the fingerprints of the SFT and GRPO models it was computed from: when either was retrained
+it is recomputed, and a GRPO model trained from an earlier SFT model is retrained.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +24,7 @@ from rv_merge.demo.pair.gain import grpo_gain
 from rv_merge.demo.pair.problems import write_splits
 from rv_merge.demo.pair.train import Budget, train_grpo, train_sft
 from rv_merge.evaluate.context import EvalContext
+from rv_merge.recipe.model_locations import fingerprint_folder
 from rv_merge.recipe.schema import EvalSettings
 
 ROOT = Path("models/smollm2")
@@ -35,14 +39,20 @@ def build_pair(settings: EvalSettings, context: EvalContext, root: Path = ROOT, 
         write_splits(data / "gsm8k", seed=budget.seed)
     sft = root / "sft"
     if not (sft / "config.json").is_file():
-        print(f"training SFT: {budget.sft_steps} steps (about 6 minutes on 2 cores) ...", flush=True)
+        print(f"training SFT: {budget.sft_steps} steps (6 to 10 minutes on 2 cores) ...", flush=True)
         train_sft(base, sft, budget)
     grpo = root / "grpo"
-    if not (grpo / "config.json").is_file():
-        print(f"training GRPO from SFT: {budget.grpo_steps} steps (about 14 minutes on 2 cores) ...", flush=True)
-        train_grpo(sft, grpo, budget)
     summary_path = root / "pair.json"
-    if not summary_path.is_file() or "gain_interval" not in json.loads(summary_path.read_text()):  # or older format
+    record = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    trained_from = record.get("fingerprints", {}).get("sft")
+    if (grpo / "config.json").is_file() and trained_from and trained_from != fingerprint_folder(sft):
+        print(f"{sft} was retrained after {grpo} was trained from it: retraining GRPO", flush=True)
+        shutil.rmtree(grpo)
+    if not (grpo / "config.json").is_file():
+        print(f"training GRPO from SFT: {budget.grpo_steps} steps (15 to 40 minutes on 2 cores) ...", flush=True)
+        train_grpo(sft, grpo, budget)
+    fingerprints = {"sft": fingerprint_folder(sft), "grpo": fingerprint_folder(grpo)}
+    if record.get("fingerprints") != fingerprints:  # new, a model retrained, or an older format
         print("checking GRPO against SFT on held-out problems ...", flush=True)
         gain, sft_scores, grpo_scores = grpo_gain(sft, grpo, data, settings, context)
         summary = {"sft_accuracy": sum(sft_scores) / len(sft_scores),
@@ -50,6 +60,7 @@ def build_pair(settings: EvalSettings, context: EvalContext, root: Path = ROOT, 
                    "gain": gain.value, "gain_interval": list(gain.interval), "gain_p_value": gain.p_value,
                    "gain_method": gain.method, "problems": gain.n,
                    "gain_shown": gain.excludes_zero and gain.value > 0,
-                   "budget": asdict(budget), "build_seconds": round(time.monotonic() - started)}
+                   "budget": asdict(budget), "build_seconds": round(time.monotonic() - started),
+                   "fingerprints": fingerprints}
         write_json(summary_path, summary)
     return json.loads(summary_path.read_text())

@@ -29,6 +29,7 @@ STATED = re.compile(r"[Tt]he answer is \$?(-?\d[\d,]*(?:\.\d+)?)")
 class Budget:
     sft_examples: int = 800
     sft_steps: int = 100
+    sft_learning_rate: float = 5e-5
     direct_fraction: float = 0.5  # SFT demonstrations that give only the final answer
     grpo_prompts: int = 2000
     grpo_steps: int = 40
@@ -68,14 +69,25 @@ def answer_reward(completions: list[str], answer: list[str], **_) -> list[float]
     return [1.0 if final_number(c) == a else 0.0 for c, a in zip(completions, answer)]
 
 
-def train_sft(base: Path, out: Path, budget: Budget) -> Path:
+def sft_problems(budget: Budget) -> list[dict]:
+    """The problems the pair's SFT model is trained on."""
+    return generate("train", budget.sft_examples, budget.seed)
+
+
+def grpo_problems(budget: Budget) -> list[dict]:
+    """The prompts of the pair's GRPO stage: the next problems after SFT's, never the same ones."""
+    return generate("train", budget.sft_examples + budget.grpo_prompts, budget.seed)[budget.sft_examples:]
+
+
+def train_sft(base: Path, out: Path, budget: Budget, problems: list[dict] | None = None) -> Path:
+    """Fine-tune `base` on demonstrations of `problems` (default: the pair's, `sft_problems`)."""
     import datasets
     from trl import SFTConfig, SFTTrainer
 
     rows = [{"prompt": prompt(p["question"]), "completion": completion(p["answer"], is_direct(p["question"], budget))}
-            for p in generate("train", budget.sft_examples, budget.seed)]
+            for p in (sft_problems(budget) if problems is None else problems)]
     config = SFTConfig(output_dir=str(out) + ".work", max_steps=budget.sft_steps, per_device_train_batch_size=4,
-                       learning_rate=5e-5, use_cpu=True, bf16=False, seed=budget.seed, logging_steps=10,
+                       learning_rate=budget.sft_learning_rate, use_cpu=True, bf16=False, seed=budget.seed, logging_steps=10,
                        save_strategy="no", report_to=[], max_length=160, completion_only_loss=True)
     trainer = SFTTrainer(model=str(base), args=config, train_dataset=datasets.Dataset.from_list(rows))
     trainer.train()
@@ -86,8 +98,8 @@ def train_grpo(sft: Path, out: Path, budget: Budget) -> Path:
     import datasets
     from trl import GRPOConfig, GRPOTrainer
 
-    problems = generate("train", budget.sft_examples + budget.grpo_prompts, budget.seed)[budget.sft_examples:]
-    rows = [{"prompt": prompt(p["question"]), "answer": p["answer"].split("####")[1].strip()} for p in problems]
+    rows = [{"prompt": prompt(p["question"]), "answer": p["answer"].split("####")[1].strip()}
+            for p in grpo_problems(budget)]
     # No gradient checkpointing: a 135M model fits easily, and recomputation costs time.
     config = GRPOConfig(output_dir=str(out) + ".work", max_steps=budget.grpo_steps,
                         per_device_train_batch_size=budget.num_generations * budget.prompts_per_step,
