@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = commands.add_parser("report", help="rebuild reports and the index from stored results")
     report.add_argument("--reports", default="reports", help="reports folder")
+    report.add_argument("--readme", help="also put the demo's tables into this README (between its demo markers)")
 
     tasks = commands.add_parser("tasks", help="list the evaluation tasks in evals/tasks")
     tasks.add_argument("--json", action="store_true", help="machine-readable output")
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "eval":
             run_eval(args)
         elif args.command == "report":
-            run_report(Path(args.reports))
+            run_report(Path(args.reports), Path(args.readme) if args.readme else None)
         elif args.command == "tasks":
             run_tasks(as_json=args.json)
         elif args.command == "vector":
@@ -139,7 +140,8 @@ def run_eval(args: argparse.Namespace) -> None:
     evaluate_recipes(args.recipes, context, {"limit": args.limit}, Path(args.reports), command_line())
 
 
-def run_report(reports_dir: Path) -> None:
+def run_report(reports_dir: Path, readme: Path | None = None) -> None:
+    from rv_merge.demo.summary import has_demo_results, splice_into_readme, write_demo_summary
     from rv_merge.evaluate import suite
     from rv_merge.report.index import write_index
     from rv_merge.report.markdown import write_report
@@ -151,8 +153,13 @@ def run_report(reports_dir: Path) -> None:
     for folder in folders:
         write_report(folder, variants)
         print(f"rebuilt {folder / 'report.md'}")
+    if has_demo_results(reports_dir):
+        print(f"rebuilt {write_demo_summary(reports_dir)}")
     write_index(reports_dir)
-    print(f"index: {reports_dir / 'README.md'}, {reports_dir / 'index.html'}")
+    print(f"index: {reports_dir / 'README.md'}; site: {reports_dir / 'index.html'}")
+    if readme:
+        splice_into_readme(readme, reports_dir)
+        print(f"updated the demo section of {readme}")
 
 
 def run_tasks(as_json: bool = False) -> None:

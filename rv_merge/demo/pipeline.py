@@ -1,12 +1,14 @@
 """The offline default job: recipe -> merge -> evaluate -> report, on a real model pair.
 
 `rv demo` builds (once, cached) SmolLM2-135M-Instruct, an SFT and a GRPO model trained from
-it on word problems (rv_merge.demo.pair), and the pair's vector in three forms (exact,
-low-rank, and that low-rank form as a PEFT LoRA adapter). It then runs `rv eval` on the demo
-recipes: add and subtract the vector, an alpha sweep, and the exact and low-rank vector
-files applied as recipe sources, writing reports/<recipe>/ and the index. No network, no
-GPU. The first run trains and evaluates (about 40 minutes on 2 cores); a second run finds
-everything built and every evaluation in the cache.
+it on word problems (rv_merge.demo.pair), two sibling targets fine-tuned from the same init
+and never RL-trained (rv_merge.demo.pair.siblings), and the pair's vector in three forms
+(exact, low-rank, and that low-rank form as a PEFT LoRA adapter). It then runs `rv eval` on
+the demo recipes (the paper's conditions and an alpha curve per target, the merge written in
+float32 and in bfloat16, a vector file as a source), writing reports/<recipe>/, the index
+and the demo's summary (reports/smollm2-demo.md). No network, no GPU. A second run finds
+everything built and every evaluation in the cache; a retrained model makes what was built
+from it (vectors, pair.json, siblings.json, merges, results) stale, and it is rebuilt.
 
 `rv demo --toy` runs the same pipeline in a few minutes on tiny random Qwen2 models (their
 scores say nothing about reasoning: they show the pipeline works).
@@ -17,13 +19,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from rv_merge.demo.pair.base_model import chat_reply
-from rv_merge.demo.pair.build import build_pair
+from rv_merge.demo.pair.build import ROOT, build_pair
+from rv_merge.demo.pair.siblings import build_siblings
+from rv_merge.demo.pair.train import Budget
+from rv_merge.demo.summary import write_demo_summary
 from rv_merge.demo.toy_models import build_toy_trio
 from rv_merge.evaluate.context import EvalContext
 from rv_merge.evaluate.recipe_eval import command_line, evaluate_recipes
 from rv_merge.merge.merge_file import merge_file
+from rv_merge.report.index import write_index
 from rv_merge.recipe.compatibility import check_recipe_file
 from rv_merge.recipe.loading import load_recipe
+from rv_merge.recipe.model_locations import fingerprint_folder
+from rv_merge.recipe.vector_folder import read_metadata
 from rv_merge.vectors import commands as vector_commands
 from rv_merge.vectors.info import format_info, plot_info, vector_info
 
@@ -33,8 +41,8 @@ TOY_OUTPUT = Path("outputs/toy-add")
 PAIR_RECIPE = Path("recipes/smollm2-add.yml")
 VECTORS = Path("vectors/smollm2")
 RANK = 16
-DEMO_RECIPES = ["recipes/smollm2-add.yml", "recipes/smollm2-sub.yml", "recipes/smollm2-sweep.yml",
-                "recipes/smollm2-vector-exact.yml", f"recipes/smollm2-vector-r{RANK}.yml"]
+DEMO_RECIPES = ["recipes/smollm2-add.yml", "recipes/smollm2-near.yml", "recipes/smollm2-far.yml",
+                "recipes/smollm2-near-add.yml", "recipes/smollm2-near-add-bf16.yml", f"recipes/smollm2-vector-r{RANK}.yml"]
 REPORTS = Path("reports")
 
 
@@ -54,27 +62,45 @@ def run_pair_demo(context: EvalContext) -> None:
           f"GRPO {summary['grpo_accuracy']:.3f}, gain {summary['gain']:+.3f} (95% interval "
           f"[{summary['gain_interval'][0]:+.3f}, {summary['gain_interval'][1]:+.3f}], exact McNemar "
           f"p = {summary['gain_p_value']:.2g}; shown: {'yes' if summary['gain_shown'] else 'NO'})")
+    siblings = build_siblings(ROOT, Budget())
+    for name, sibling in siblings.items():
+        distance = sibling["distance_from_sft"]["overall"]
+        print(f"sibling target {name}: update vs SFT's cosine {distance['cosine']:.3f}, "
+              f"norm ratio {distance['norm_ratio']:.3f}")
+    build_vectors()
+    write_vector_info(REPORTS)
+    evaluate_recipes(DEMO_RECIPES, context, {}, REPORTS, command_line())
+    print(f"demo summary: {write_demo_summary(REPORTS, ROOT)}")
+    write_index(REPORTS)  # again, to link the summary and render it
+    print(f"reports site: {REPORTS / 'index.html'}")
+
+
+def build_vectors() -> None:
+    """The exact vector and its low-rank and LoRA forms; all rebuilt if the pair changed since."""
     exact, low_rank, lora = VECTORS / "exact", VECTORS / f"lowrank-r{RANK}", VECTORS / f"lora-r{RANK}"
+    stale = exact.exists() and any(
+        fingerprint_folder(ROOT / role) != read_metadata(exact)["sources"][role]["fingerprint"] for role in ("sft", "grpo"))
+    if stale:
+        print(f"{exact}: the pair was retrained since this vector was extracted: rebuilding the vectors")
     steps = [
-        (exact, lambda: vector_commands.extract(exact, recipe=str(PAIR_RECIPE))),
-        (low_rank, lambda: vector_commands.compress(exact, low_rank, "lowrank", rank=RANK)),
-        (lora, lambda: vector_commands.lora(low_rank, lora, base_model="HuggingFaceTB/SmolLM2-135M-Instruct")),
+        (exact, lambda: vector_commands.extract(exact, recipe=str(PAIR_RECIPE), force=stale)),
+        (low_rank, lambda: vector_commands.compress(exact, low_rank, "lowrank", rank=RANK, force=stale)),
+        (lora, lambda: vector_commands.lora(low_rank, lora, base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
+                                            force=stale)),
     ]
     for out, build in steps:
-        if out.exists():
+        if out.exists() and not stale:
             print(f"{out}: already built")
         else:
             build()
-    write_vector_info(REPORTS)
-    evaluate_recipes(DEMO_RECIPES, context, {}, REPORTS, command_line())
 
 
 def write_vector_info(reports: Path) -> None:
     """reports/smollm2-vector.md and .png: where the vector sits, and what rank 16 keeps of it."""
     exact, low_rank = VECTORS / "exact", VECTORS / f"lowrank-r{RANK}"
-    info = vector_info(exact, low_rank, Path("models/smollm2/instruct"))
+    info = vector_info(exact, low_rank, ROOT / "near")
     reports.mkdir(exist_ok=True)
-    command = f"rv vector info {exact} --compare {low_rank} --target models/smollm2/instruct"
+    command = f"rv vector info {exact} --compare {low_rank} --target {ROOT / 'near'}"
     (reports / "smollm2-vector.md").write_text(
         f"# The SmolLM2 demo vector\n\nWritten by `rv demo`; the same table: `{command}`.\n\n"
         f"![per layer](smollm2-vector.png)\n\n```\n{format_info(info, exact, low_rank)}\n```\n", encoding="utf-8")
