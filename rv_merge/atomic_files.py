@@ -30,9 +30,17 @@ STAGING = ".rv-staging-"
 
 def write_text(path: Path, text: str) -> None:
     """Write a text file under a temporary name, then rename: never a half-written file."""
+    write_file(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def write_file(path: Path, write: Callable[[Path], object]) -> None:
+    """Call `write(temporary path)`, then rename the result to `path` (removed if `write` fails)."""
     temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def write_json(path: Path, data) -> None:

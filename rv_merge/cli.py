@@ -1,4 +1,4 @@
-"""`rv`: the rv-merge command line (check, merge, eval, report, tasks, vector, demo).
+"""`rv`: the rv-merge command line (check, merge, eval, report, tasks, vector, steer, demo).
 
 This is the edge: the only place that reads environment variables (RV_EVAL_DATA, RV_STORE,
 RV_TASKS_DIR, HF_HUB_OFFLINE, HF_DATASETS_OFFLINE), once, into an explicit EvalContext
@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     from rv_merge.vectors import commands as vector_commands
 
     vector_commands.add_parser(commands)
+    from rv_merge.steering import commands as steering_commands
+
+    steering_commands.add_parser(commands)
 
     demo = commands.add_parser("demo", help="offline: build the SmolLM2 pair and its vectors, evaluate the demo recipes")
     demo.add_argument("--toy", action="store_true", help="tiny random models instead: the pipeline in minutes")
@@ -83,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             run_tasks(as_json=args.json)
         elif args.command == "vector":
             vector_commands.run(args)
+        elif args.command == "steer":
+            steering_commands.run(args)
         elif args.command == "demo":
             run_demo_command(args.toy)
     except RvError as error:

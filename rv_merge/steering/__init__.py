@@ -1,0 +1,1 @@
+"""Per-layer steering vectors (bias-only adaptation): make, apply, fold, export."""
