@@ -182,3 +182,25 @@ def test_rv_steer_commands_end_to_end(llama, tmp_path, capsys):
     assert main(["steer", "fold", str(out), str(llama), str(tmp_path / "f2"), "--layers", "2-9"]) == 2
     assert not (tmp_path / "f2").exists()
     assert (tmp_path / "i.png").stat().st_size > 1000
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "1 + 1?", "answer": "2"}\n')  # no "#### N"
+    assert main(["steer", "train", "--model", str(llama), "--problems", str(bad), "--out", str(tmp_path / "t")]) == 2
+    assert "bad.jsonl:1" in capsys.readouterr().err and not (tmp_path / "t").exists()
+
+
+def test_training_moves_only_the_steering_vectors(llama, tmp_path):
+    """Two GRPO steps on the tiny model with a reward that varies (completion length): the
+    optimizer holds exactly L x d numbers, the vectors move, and the model's weights do not
+    (train_steering checks both and raises otherwise)."""
+    from safetensors.torch import load_file
+
+    from rv_merge.steering.train import SteeringBudget, train_steering
+
+    problems = [{"question": f"{a} + {a}?", "answer": f"#### {2 * a}"} for a in range(8)]
+    before = load_file(str(llama / "model.safetensors"))
+    steering = train_steering(llama, problems, SteeringBudget(steps=2, prompts_per_step=2, num_generations=4,
+                                                              max_completion_length=8),
+                              tmp_path / "work", reward=lambda completions, **_: [len(c) / 10 for c in completions])
+    assert steering.metadata["made_by"]["trainable_parameters"] == LAYERS * HIDDEN
+    assert bool(steering.vectors.any()) and torch.isfinite(steering.vectors).all()
+    assert all(torch.equal(t, before[k]) for k, t in load_file(str(llama / "model.safetensors")).items())

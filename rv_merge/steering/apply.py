@@ -55,17 +55,20 @@ def steered(model: torch.nn.Module, steering: SteeringVectors, scale: float = 1.
     for index in layer_range(steering, layers):
         shift = (scale * steering.vectors[index].double()).to(next(modules[index].parameters()).dtype)
 
-        def add(_module, _inputs, output, shift=shift):
-            if isinstance(output, tuple):  # transformers 4.x decoder layers return tuples
-                return (output[0] + shift.to(output[0].device), *output[1:])
-            return output + shift.to(output.device)
-
-        handles.append(modules[index].register_forward_hook(add))
+        handles.append(modules[index].register_forward_hook(
+            lambda _module, _inputs, output, shift=shift: add_to_output(output, shift)))
     try:
         yield model
     finally:
         for handle in handles:
             handle.remove()
+
+
+def add_to_output(output, shift: torch.Tensor):
+    """A decoder layer's output plus `shift` (transformers 4.x layers return tuples, 5.x tensors)."""
+    if isinstance(output, tuple):
+        return (output[0] + shift.to(output[0].device), *output[1:])
+    return output + shift.to(output.device)
 
 
 def fold_into_model(model_folder: Path, steering: SteeringVectors, out: Path, scale: float = 1.0,

@@ -11,8 +11,18 @@ from rv_merge.errors import UsageError
 
 
 def add_parser(commands) -> None:
-    steer = commands.add_parser("steer", help="per-layer steering vectors: extract, info, export, fold")
+    steer = commands.add_parser("steer", help="per-layer steering vectors: train, extract, info, export, fold")
     actions = steer.add_subparsers(dest="steer_command", required=True)
+
+    train = actions.add_parser("train", help="GRPO (trl) with only one vector per layer trainable")
+    train.add_argument("--model", required=True, help="model folder to steer (every weight stays frozen)")
+    train.add_argument("--problems", help="GSM8K-format JSONL ({question, answer ending '#### N'}); "
+                       "default: the demo's generated training problems")
+    train.add_argument("--steps", type=int, default=40)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", required=True, help="steering folder to write")
+    train.add_argument("--force", action="store_true", help="replace OUT (only if rv-merge wrote it)")
 
     extract = actions.add_parser("extract", help="vectors that move BASE's layer outputs toward TUNED's, no training")
     extract.add_argument("--base", required=True, help="model folder the vectors are for (e.g. SFT, or a target)")
@@ -45,7 +55,9 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> None:
     from rv_merge.steering.artifact import load_vectors
 
-    if args.steer_command == "extract":
+    if args.steer_command == "train":
+        run_train(args)
+    elif args.steer_command == "extract":
         run_extract(Path(args.base), Path(args.tuned), Path(args.prompts), args.limit, Path(args.out), args.force)
     elif args.steer_command == "info":
         run_info(args)
@@ -86,6 +98,27 @@ def run_extract(base: Path, tuned: Path, prompts_file: Path, limit: int, out: Pa
     save_vectors(steering, out, base)
     print(f"wrote {out}: {steering.layers} x {steering.hidden_size} float32 "
           f"({steering.layers * steering.hidden_size} numbers)")
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from rv_merge.demo.pair.train import Budget, grpo_problems
+    from rv_merge.steering.artifact import save_vectors
+    from rv_merge.steering.extract import read_problems
+    from rv_merge.steering.train import SteeringBudget, train_steering
+
+    out, model = Path(args.out), Path(args.model)
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to replace it")
+    if not (model / "config.json").is_file():
+        raise UsageError(f"{model}: not a model folder (no config.json)")
+    problems = read_problems(Path(args.problems), with_answers=True) if args.problems else grpo_problems(Budget())
+    budget = SteeringBudget(steps=args.steps, learning_rate=args.learning_rate, seed=args.seed)
+    print(f"training steering vectors for {model}: {budget.steps} GRPO steps on {len(problems)} problems ...",
+          flush=True)
+    steering = train_steering(model, problems, budget, out.with_name(out.name + ".work"))
+    save_vectors(steering, out, model)
+    print(f"wrote {out}: {steering.metadata['made_by']['trainable_parameters']} trained numbers "
+          f"in {steering.metadata['made_by']['training_seconds']} s")
 
 
 def run_info(args: argparse.Namespace) -> None:

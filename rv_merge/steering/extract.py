@@ -18,24 +18,33 @@ from typing import Callable
 
 import torch
 
+from rv_merge.demo.pair.train import prompt
 from rv_merge.errors import DataError
 from rv_merge.recipe.model_locations import fingerprint_folder
 from rv_merge.steering.apply import decoder_layers
 from rv_merge.steering.artifact import SteeringVectors, new_vectors
 
 
-def read_prompts(path: Path, limit: int) -> list[str]:
-    """Up to `limit` prompts from a JSONL file of {"question": ...} (GSM8K layout) as "Q: ...\\nA:"."""
-    prompts = []
+def read_problems(path: Path, with_answers: bool = False) -> list[dict]:
+    """Rows of a GSM8K-format JSONL file ({"question", "answer": "... #### N"}), refused with
+    the line at fault; `with_answers`: each row must have its answer."""
+    rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
             row = json.loads(line)
-            if not isinstance(row, dict) or not isinstance(row.get("question"), str):
-                raise DataError(f"{path}:{number}: expected a JSON object with a \"question\" string")
-            prompts.append(f"Q: {row['question']}\nA:")
-    if not prompts:
-        raise DataError(f"{path}: no prompts")
-    return prompts[:limit]
+            if not isinstance(row, dict) or not isinstance(row.get("question"), str) or (
+                    with_answers and "####" not in str(row.get("answer", ""))):
+                wanted = '{"question": ..., "answer": "... #### N"}' if with_answers else '{"question": ...}'
+                raise DataError(f"{path}:{number}: expected a JSON object {wanted}")
+            rows.append(row)
+    if not rows:
+        raise DataError(f"{path}: no problems")
+    return rows
+
+
+def read_prompts(path: Path, limit: int) -> list[str]:
+    """Up to `limit` questions of a GSM8K-format JSONL file, as the demo task's prompts."""
+    return [prompt(row["question"]) for row in read_problems(path)[:limit]]
 
 
 def mean_layer_outputs(model_folder: Path, prompts: list[str]) -> torch.Tensor:
