@@ -1,4 +1,5 @@
-"""The PNG plots of a report: deltas with intervals, robustness, and the alpha curve."""
+"""The PNG plots of a report: deltas with intervals, robustness, the alpha curve, and
+per-layer panels (for `rv vector info` and `rv steer info`)."""
 
 from __future__ import annotations
 
@@ -74,3 +75,19 @@ def plot_sweep(rows: list[dict], path: Path) -> None:
 def _error_bars(estimates: list) -> list[list[float]]:
     """matplotlib's asymmetric error bars (below, above) from the estimates' intervals."""
     return [[e.value - e.low for e in estimates], [e.high - e.value for e in estimates]]
+
+
+def plot_per_layer(rows: list[dict], panels: list[tuple[str, str]], path: Path, title: str) -> None:
+    """One panel per (key, label) with any value: rows[i][key] against rows[i]["layer"]."""
+    panels = [(key, label) for key, label in panels if any(row[key] is not None for row in rows)]
+    figure, axes = plt.subplots(len(panels), 1, figsize=(7, 2.2 * len(panels)), sharex=True, squeeze=False)
+    for axis, (key, label) in zip(axes[:, 0], panels):
+        axis.plot([row["layer"] for row in rows], [row[key] if row[key] is not None else float("nan") for row in rows],
+                  marker="o", markersize=3)
+        axis.set_ylabel(label, fontsize=8)
+        axis.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("layer")
+    axes[0, 0].set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

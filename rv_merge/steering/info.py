@@ -59,22 +59,7 @@ def format_steering_info(rows: list[dict]) -> str:
 
 
 def plot_steering_info(rows: list[dict], path: Path, title: str) -> None:
-    import matplotlib
+    from rv_merge.report.plots import plot_per_layer
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [(key, label) for key, label in (("norm", "norm"), ("relative_to_residual", "norm / residual norm"),
-                                               ("cosine_with_previous", "cosine with previous layer"))
-              if any(row[key] is not None for row in rows)]
-    figure, axes = plt.subplots(len(panels), 1, figsize=(7, 2.2 * len(panels)), sharex=True, squeeze=False)
-    for axis, (key, label) in zip(axes[:, 0], panels):
-        axis.plot([r["layer"] for r in rows], [r[key] if r[key] is not None else float("nan") for r in rows],
-                  marker="o", markersize=3)
-        axis.set_ylabel(label, fontsize=8)
-        axis.grid(alpha=0.3)
-    axes[-1, 0].set_xlabel("layer")
-    axes[0, 0].set_title(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    plot_per_layer(rows, [("norm", "norm"), ("relative_to_residual", "norm / residual norm"),
+                          ("cosine_with_previous", "cosine with previous layer")], path, title)

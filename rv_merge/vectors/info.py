@@ -118,27 +118,12 @@ def format_info(info: VectorInfo, vector: Path, other: Optional[Path]) -> str:
 
 
 def plot_info(info: VectorInfo, path: Path, title: str) -> None:
-    import matplotlib
+    from rv_merge.report.plots import plot_per_layer
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    layers = [k for k in info.layers if k != "-"]
-    x = [int(k) for k in layers]
-    panels = [("norm", "norm of the vector"), ("relative_to_target", "norm / target weights' norm"),
-              ("cosine", "cosine with the other vector"), ("sign_agreement", "sign agreement")]
-    panels = [(key, label) for key, label in panels if any(info.layers[k][key] is not None for k in layers)]
-    figure, axes = plt.subplots(len(panels), 1, figsize=(7, 2.2 * len(panels)), sharex=True, squeeze=False)
-    for axis, (key, label) in zip(axes[:, 0], panels):
-        axis.plot(x, [info.layers[k][key] if info.layers[k][key] is not None else float("nan") for k in layers],
-                  marker="o", markersize=3)
-        axis.set_ylabel(label, fontsize=8)
-        axis.grid(alpha=0.3)
-    axes[-1, 0].set_xlabel("layer")
-    axes[0, 0].set_title(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    rows = [{"layer": int(k), **row} for k, row in info.layers.items() if k != "-"]
+    plot_per_layer(rows, [("norm", "norm of the vector"), ("relative_to_target", "norm / target weights' norm"),
+                          ("cosine", "cosine with the other vector"), ("sign_agreement", "sign agreement")],
+                   path, title)
 
 
 def _cell(value: Optional[float], spec: str) -> str:
