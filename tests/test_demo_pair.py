@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from rv_merge.demo.pair.problems import TEMPLATES, generate, split_of
-from rv_merge.demo.pair.train import answer_reward, completion, final_number
+from rv_merge.demo.pair.train import completion
+from rv_merge.rewards import answer_reward, final_number
 
 
 def _evaluate(problem: dict) -> int:

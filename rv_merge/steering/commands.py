@@ -9,6 +9,8 @@ from typing import Optional
 
 from rv_merge.errors import UsageError
 
+DEMO_PROBLEMS = "models/smollm2/data/gsm8k/train.jsonl"
+
 
 def add_parser(commands) -> None:
     steer = commands.add_parser("steer", help="per-layer steering vectors: train, extract, info, export, fold")
@@ -16,8 +18,8 @@ def add_parser(commands) -> None:
 
     train = actions.add_parser("train", help="GRPO (trl) with only one vector per layer trainable")
     train.add_argument("--model", required=True, help="model folder to steer (every weight stays frozen)")
-    train.add_argument("--problems", help="GSM8K-format JSONL ({question, answer ending '#### N'}); "
-                       "default: the demo's generated training problems")
+    train.add_argument("--problems", default=DEMO_PROBLEMS, help="GSM8K-format JSONL ({question, answer ending "
+                       "'#### N'}); default: the demo's training problems (written by rv demo)")
     train.add_argument("--steps", type=int, default=40)
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--seed", type=int, default=0)
@@ -101,7 +103,6 @@ def run_extract(base: Path, tuned: Path, prompts_file: Path, limit: int, out: Pa
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from rv_merge.demo.pair.train import Budget, grpo_problems
     from rv_merge.steering.artifact import save_vectors
     from rv_merge.steering.extract import read_problems
     from rv_merge.steering.train import SteeringBudget, train_steering
@@ -111,7 +112,9 @@ def run_train(args: argparse.Namespace) -> None:
         raise UsageError(f"{out} exists; pass --force to replace it")
     if not (model / "config.json").is_file():
         raise UsageError(f"{model}: not a model folder (no config.json)")
-    problems = read_problems(Path(args.problems), with_answers=True) if args.problems else grpo_problems(Budget())
+    if not Path(args.problems).is_file():
+        raise UsageError(f"--problems {args.problems}: no such file (the default is written by `rv demo`)")
+    problems = read_problems(Path(args.problems), with_answers=True)
     budget = SteeringBudget(steps=args.steps, learning_rate=args.learning_rate, seed=args.seed)
     print(f"training steering vectors for {model}: {budget.steps} GRPO steps on {len(problems)} problems ...",
           flush=True)

@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from rv_merge.demo.pair.train import prompt
+from rv_merge.rewards import prompt
 from rv_merge.errors import DataError
 from rv_merge.recipe.model_locations import fingerprint_folder
 from rv_merge.steering.apply import decoder_layers

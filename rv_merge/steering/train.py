@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from rv_merge.demo.pair.train import answer_reward, prompt
+from rv_merge.rewards import answer_reward, prompt
 from rv_merge.errors import DataError
 from rv_merge.steering.apply import add_to_output, decoder_layers
 from rv_merge.steering.artifact import SteeringVectors, new_vectors

@@ -14,15 +14,13 @@ choice the SFT model already makes sometimes, so advantages are not all zero.
 from __future__ import annotations
 
 import hashlib
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from rv_merge.demo.pair.problems import generate
+from rv_merge.rewards import answer_reward, prompt
 
-NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-STATED = re.compile(r"[Tt]he answer is \$?(-?\d[\d,]*(?:\.\d+)?)")
 
 
 @dataclass(frozen=True)
@@ -40,10 +38,6 @@ class Budget:
     seed: int = 0
 
 
-def prompt(question: str) -> str:
-    return f"Q: {question}\nA:"
-
-
 def completion(answer_field: str, direct: bool = False) -> str:
     """A worked solution ending in "The answer is N.", or (direct) that last sentence alone."""
     work, number = answer_field.split("####")
@@ -54,19 +48,6 @@ def is_direct(question: str, budget: Budget) -> bool:
     """Whether the SFT demonstration of this problem gives the answer alone (seeded hash)."""
     digest = hashlib.sha256(f"{budget.seed}:{question}".encode()).digest()
     return int.from_bytes(digest[:4], "little") / 2**32 < budget.direct_fraction
-
-
-def final_number(text: str) -> str | None:
-    """The first stated answer ("The answer is N"), else the last number before any new "Q:"."""
-    text = text.split("Q:")[0]
-    stated = STATED.search(text)
-    numbers = [stated.group(1)] if stated else NUMBER.findall(text)
-    return numbers[-1].replace(",", "").rstrip(".") if numbers else None
-
-
-def answer_reward(completions: list[str], answer: list[str], **_) -> list[float]:
-    """1.0 when the completion's answer (see final_number) is the right one."""
-    return [1.0 if final_number(c) == a else 0.0 for c, a in zip(completions, answer)]
 
 
 def sft_problems(budget: Budget) -> list[dict]:
