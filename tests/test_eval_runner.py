@@ -188,7 +188,7 @@ def test_offline_without_data_is_refused_before_any_work(workspace, monkeypatch,
 @pytest.mark.parametrize("change, message", [
     ({"data": "no/such/folder"}, "eval.data: no such folder `no/such/folder`"),
     ({"alphas": [0.1, 0.2]}, "eval.alphas [0.1, 0.2] must include the recipe's parameters.alpha"),
-    ({"alphas": [1, 1]}, "lists an alpha twice"),
+    ({"alphas": [1, 1]}, "lists a value twice"),
     ({"limits": {"rv_sciq_typo": 2}}, "unknown task `rv_sciq_typo`"),
     ({"tasks": ["rv_gsm8k_distracter"]}, "unknown task `rv_gsm8k_distracter`; did you mean `rv_gsm8k_distractor`?"),
     ({"tasks": []}, "key `eval.tasks`: lists no task"),
@@ -340,3 +340,50 @@ def test_an_alpha_sweep_passes_the_merge_checks_and_has_its_own_cache_key(trios,
     inputs = {role: fingerprint_model(ref, "s.yml") for role, ref in {"target": recipe.target, **recipe.sources}.items()}
     assert conditions.models["merged"].fingerprint != merge_key(recipe, inputs)
     assert not (tmp_path / "store").exists()  # nothing merged to disk
+
+
+def _responses(store: Path, label: str, task: str) -> list[str]:
+    found = [json.loads(p.read_text()) for p in (store / "results").glob("*.json")]
+    found = [r for r in found if r["model"] == label and r["task"] == task]
+    assert len(found) == 1, (label, task, len(found))
+    return found[0]["details"]["responses"]
+
+
+def test_steering_vectors_are_evaluated_by_hooks_on_the_target(workspace, monkeypatch, tmp_path):
+    """eval.steering: each scale is the target with hooks; scale 0 reproduces the target's
+    generations exactly even right after an in-memory sweep rewrote the loaded weights (the
+    target is reloaded), a large scale changes them, and the report has the rows."""
+    from rv_merge.steering.artifact import new_vectors, save_vectors
+
+    root, models, env = workspace
+    generator = torch.Generator().manual_seed(0)
+    config = json.loads((Path(models["target"]) / "config.json").read_text())
+    shape = (config["num_hidden_layers"], config["hidden_size"])
+    vectors = new_vectors(Path(models["target"]), 40.0 * torch.randn(*shape, generator=generator), {"method": "test"})
+    save_vectors(vectors, root / "steer", Path(models["target"]))
+    settings = {"tasks": ["rv_gsm8k"], "limit": 3, "num_fewshot": 1, "max_gen_toks": 8, "think": True,
+                "baselines": ["target"], "alphas": [1.0, 300.0],
+                "steering": {"vectors": str(root / "steer"), "scales": [0, 1.0]}}
+    write_recipe(root / "steered.yml", {**recipe_dict(models["target"], models["sft"], models["grpo"]),
+                                        "eval": settings})
+    store = root / "steer-store"
+    meta = rv_eval(root, {**env, "RV_STORE": str(store)}, monkeypatch, "steered.yml")
+    assert meta["steering"]["conditions"] == {"steer=0": 0, "steer=1": 1.0}
+    order = [r["model"] for r in meta["results"]]
+    assert order.index("alpha=300") < order.index("steer=0")  # the sweep ran first: a reload was needed
+    target = _responses(store, "target", "rv_gsm8k")
+    assert _responses(store, "steer=0", "rv_gsm8k") == target
+    assert _responses(store, "alpha=300", "rv_gsm8k") != target
+    assert _responses(store, "steer=1", "rv_gsm8k") != target
+    text = (root / "reports" / "steered" / "report.md").read_text()
+    assert "## Steering vectors" in text and "| rv_gsm8k | target + 1 x steering |" in text
+    assert "| rv_gsm8k | target + 0 x steering + think |" in text
+
+    for change, message in (({"vectors": str(tmp_path / "none")}, "eval.steering.vectors"),
+                            ({"vectors": str(root / "steer"), "layers": [0, 99]}, "the target has layers 0-"),
+                            ({"vectors": str(root / "steer"), "scales": [1, 1]}, "lists a value twice")):
+        write_recipe(root / "bad-steer.yml", {**recipe_dict(models["target"], models["sft"], models["grpo"]),
+                                              "eval": {**settings, "steering": change}})
+        assert main(["eval", str(root / "bad-steer.yml"), "--data", str(REPO / "evals" / "data"),
+                     "--reports", str(root / "bad-steer-reports")]) == 2
+        assert not (root / "bad-steer-reports").exists()

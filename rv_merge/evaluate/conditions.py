@@ -7,16 +7,20 @@ SFT and GRPO baselines of a vector recipe are the models the vector was extracte
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from rv_merge.errors import RecipeError
-from rv_merge.evaluate.jobs import ModelUnderTest
+from rv_merge.errors import VectorFileError
+from rv_merge.evaluate.jobs import ModelUnderTest, Steering
 from rv_merge.merge.in_memory import InMemoryMerge, sweep_label
 from rv_merge.merge.model_store import merge_key, merged_model
 from rv_merge.recipe.model_locations import fingerprint_folder, fingerprint_model, locate_model
-from rv_merge.recipe.schema import EvalSettings, Recipe
+from rv_merge.recipe.schema import EvalSettings, Recipe, SteeringSettings
+from rv_merge.steering.artifact import load_vectors, model_shape
 from rv_merge.recipe.vector_folder import read_metadata, size_on_disk
 
 
@@ -28,6 +32,7 @@ class Conditions:
     references: dict[str, str]  # role -> model reference (target, sft, grpo, vector)
     fingerprints: dict[str, str]  # role -> fingerprint
     sweep: dict[str, float] = field(default_factory=dict)  # label -> alpha
+    steering: dict[str, float] = field(default_factory=dict)  # label -> scale of the steering vectors
     merged_path: Optional[Path] = None  # the store folder (None for a sweep)
     merged_now: bool = False
 
@@ -52,11 +57,42 @@ def conditions_for(recipe: Recipe, source: str, settings: EvalSettings, store: P
             fingerprint = "in-memory-" + merge_key(_with_alpha(recipe, alpha), inputs)
             models[label] = ModelUnderTest(label, target_path, fingerprint, merge, recipe.parameters.sign * alpha)
             conditions.sweep[label] = alpha
-    else:
+    if settings.steering:
+        _add_steering(conditions, settings.steering, source)
+    if not settings.alphas:
         print(f"{source}: merging (or reusing the stored merge) ...", flush=True)
         conditions.merged_path, conditions.merged_now = merged_model(recipe, source, inputs, store)
         models["merged"] = ModelUnderTest("merged", conditions.merged_path, conditions.merged_path.name)
     return conditions
+
+
+def _add_steering(conditions: Conditions, steering: SteeringSettings, source: str) -> None:
+    """One steered target per scale (hooks on the loaded target; rv_merge.steering.apply)."""
+    folder = Path(steering.vectors)
+    try:
+        vectors = load_vectors(folder)
+    except VectorFileError as error:
+        raise RecipeError(f"{source}: eval.steering.vectors: {error.message}") from None
+    target = conditions.models["target"]
+    _, layers, hidden = model_shape(json.loads((target.path / "config.json").read_text()))
+    if (vectors.layers, vectors.hidden_size) != (layers, hidden):
+        raise RecipeError(f"{source}: eval.steering.vectors {folder} has {vectors.layers} x {vectors.hidden_size} "
+                          f"vectors; the target is {layers} layers x hidden size {hidden}")
+    if steering.layers and steering.layers[1] >= layers:
+        raise RecipeError(f"{source}: eval.steering.layers {steering.layers}: the target has layers 0-{layers - 1}")
+    span = tuple(steering.layers) if steering.layers else None
+    print(f"{source}: steering vectors {folder} at scales {steering.scales}, by hooks on the target", flush=True)
+    for scale in steering.scales:
+        label = steering_label(scale)
+        key = json.dumps([target.fingerprint, fingerprint_folder(folder), scale, span])
+        fingerprint = "steered-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+        conditions.models[label] = ModelUnderTest(label, target.path, fingerprint,
+                                                  steering=Steering(folder.resolve(), scale, span))
+        conditions.steering[label] = scale
+
+
+def steering_label(scale: float) -> str:
+    return f"steer={scale:g}"
 
 
 def _with_alpha(recipe: Recipe, alpha: float) -> Recipe:

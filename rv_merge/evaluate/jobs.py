@@ -16,14 +16,24 @@ from rv_merge.recipe.schema import EvalSettings
 
 
 @dataclass(frozen=True)
+class Steering:
+    """Steering vectors added to the loaded target by hooks (rv_merge.steering.apply)."""
+
+    folder: Path
+    scale: float
+    layers: Optional[tuple[int, int]] = None  # first, last (0-based, inclusive); None: all
+
+
+@dataclass(frozen=True)
 class ModelUnderTest:
-    label: str  # "target", "sft", "grpo", "merged" or a sweep point "alpha=0.5"
+    label: str  # "target", "sft", "grpo", "merged", a sweep point "alpha=0.5" or "steer=1"
     path: Path
     fingerprint: str
     # In-memory merges (alpha sweeps): `path` is the target; its loaded weights are
     # overwritten with target + coefficient * v (see rv_merge.merge.in_memory).
     merge: Optional[InMemoryMerge] = None
     coefficient: Optional[float] = None
+    steering: Optional[Steering] = None  # `path` is the target, steered by hooks while evaluated
 
 
 @dataclass(frozen=True)

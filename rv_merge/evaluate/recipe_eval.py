@@ -28,6 +28,7 @@ from rv_merge.recipe.schema import EvalSettings, Recipe
 from rv_merge.report.index import write_index
 from rv_merge.report.markdown import write_report
 from rv_merge.statistics import mean_estimate
+from rv_merge.steering.artifact import load_vectors
 from rv_merge.vectors.rounding import recipe_rounding_shares
 
 HUB_DATA = "the standard datasets on the Hugging Face Hub"
@@ -115,6 +116,7 @@ def evaluate_recipe(path: Path, context: EvalContext, overrides: dict, reports_d
     models = conditions.models
     jobs = plan_jobs(settings, models, context.tasks_dir)
     jobs += [Job(models[label], task) for label in conditions.sweep if label != "merged" for task in settings.tasks]
+    jobs += steering_jobs(settings, conditions, context.tasks_dir)
     results = run_jobs(jobs, settings, context)
 
     folder = reports_dir / path.stem
@@ -154,6 +156,7 @@ def _results_metadata(path: Path, recipe: Recipe, settings: EvalSettings, contex
         },
         "vector": vector_summary(recipe, source),
         "sweep": dict(conditions.sweep),
+        "steering": _steering_metadata(settings, conditions),
         "backend": {"name": backend.name, "model_args": backend.model_args, "dtype": backend.dtype,
                     "device": backend.device},
         "results": [{"model": r.job.model.label, "task": r.job.task, "metrics": _with_intervals(r),
@@ -167,6 +170,25 @@ def _results_metadata(path: Path, recipe: Recipe, settings: EvalSettings, contex
         "jobs_run": sum(not r.cached for r in results),
         "jobs_cached": sum(r.cached for r in results),
     }
+
+
+def steering_jobs(settings: EvalSettings, conditions: Conditions, tasks_dir: Path) -> list[Job]:
+    """Every task for each steered target; the think variants for the first scale."""
+    labels = list(conditions.steering)
+    jobs = [Job(conditions.models[label], task) for label in labels for task in settings.tasks]
+    if labels and settings.think:
+        think = think_variants(tasks_dir)
+        jobs += [Job(conditions.models[labels[0]], think[task]) for task in settings.tasks if task in think]
+    return jobs
+
+
+def _steering_metadata(settings: EvalSettings, conditions: Conditions) -> dict | None:
+    if not settings.steering:
+        return None
+    vectors = load_vectors(Path(settings.steering.vectors))
+    return {"vectors": settings.steering.vectors, "layers": settings.steering.layers,
+            "conditions": dict(conditions.steering), "numbers": vectors.layers * vectors.hidden_size,
+            "made_by": vectors.metadata.get("made_by", {}), "made_for": vectors.metadata.get("model")}
 
 
 def _rounding_loss(recipe: Recipe, source: str, conditions: Conditions, store: Path) -> dict | None:

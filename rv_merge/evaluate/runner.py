@@ -25,6 +25,8 @@ from rv_merge.evaluate.result_cache import job_key, load_result, store_result, t
 from rv_merge.evaluate.servers import run_on_servers
 from rv_merge.patches.lm_eval import loaded_module
 from rv_merge.recipe.schema import EvalSettings
+from rv_merge.steering.apply import add_hooks
+from rv_merge.steering.artifact import load_vectors
 
 
 def run_jobs(
@@ -97,15 +99,27 @@ def _quiet_libraries() -> None:
 
 
 def _switch_model(model: ModelUnderTest, loaded: dict, backend: Backend, settings: EvalSettings) -> dict:
-    """One model in memory. An in-memory merge reuses a loaded copy of its target (rewriting
-    the weights) instead of loading anything."""
-    if model.merge is None:
+    """One model in memory. An in-memory merge or a steered target reuses a loaded copy of its
+    target (rewriting the weights, or adding hooks) instead of loading anything; a steered
+    target needs the target's own weights, so it follows a merge only after a reload."""
+    if model.merge is None and model.steering is None:
         return {model.label: _model(model, backend, settings)}
     previous = next(iter(loaded.values()), None)
-    if getattr(previous, "rv_target_path", None) != model.path:
+    for handle in getattr(previous, "rv_hooks", []):
+        handle.remove()
+    reusable = getattr(previous, "rv_target_path", None) == model.path and not (
+        model.steering and getattr(previous, "rv_weights_changed", False))
+    if not reusable:
         previous = _model(model, backend, settings)
-        previous.rv_target_path = model.path
-    model.merge.apply(loaded_module(previous), model.coefficient)
+        previous.rv_target_path, previous.rv_weights_changed = model.path, False
+    previous.rv_hooks = []
+    if model.merge is not None:
+        model.merge.apply(loaded_module(previous), model.coefficient)
+        previous.rv_weights_changed = True
+    else:
+        steering = model.steering
+        previous.rv_hooks = add_hooks(loaded_module(previous), load_vectors(steering.folder), steering.scale,
+                                      steering.layers)
     return {model.label: previous}
 
 

@@ -90,6 +90,42 @@ DEFAULT_TASKS = (
 )
 
 
+def _distinct_numbers(value: Any, name: str, example: str) -> list:
+    """A non-empty list of finite numbers that print differently (each is one report row)."""
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"must be a list of numbers, e.g. {example}")
+    for i, item in enumerate(value):
+        _finite_number(item, f"{name}[{i}]")
+    if len(set(value)) != len(value):
+        raise ValueError(f"lists a value twice: {value}")
+    labels = [f"{number:g}" for number in value]
+    if len(set(labels)) != len(labels):
+        twins = [number for number, label in zip(value, labels) if labels.count(label) > 1]
+        raise ValueError(f"{name} {twins} print alike ({labels[value.index(twins[0])]}) and would share one "
+                         "report row; drop one")
+    return value
+
+
+class SteeringSettings(_Strict):
+    """`eval.steering`: per-layer steering vectors added to the target's layer outputs."""
+
+    vectors: str  # a steering folder (rv steer train / extract)
+    scales: list[float] = [1.0]  # each evaluated as target + scale * steering; the first gets the think variant
+    layers: Optional[list[int]] = None  # [first, last], 0-based inclusive; None: all layers
+
+    @field_validator("scales", mode="before")
+    @classmethod
+    def _scales(cls, value: Any) -> Any:
+        return _distinct_numbers(value, "scales", "[0.5, 1, 2]")
+
+    @field_validator("layers")
+    @classmethod
+    def _layer_pair(cls, value: Optional[list[int]]) -> Optional[list[int]]:
+        if value is not None and (len(value) != 2 or not 0 <= value[0] <= value[1]):
+            raise ValueError(f"must be [first, last] with 0 <= first <= last, got {value}")
+        return value
+
+
 class EvalSettings(_Strict):
     """The `eval:` section: what `rv eval` measures (mergekit ignores this key)."""
 
@@ -108,23 +144,13 @@ class EvalSettings(_Strict):
     # written). Declared here because a list under `parameters.alpha` is a per-layer gradient.
     alphas: Optional[list[float]] = None
 
+    # Steering vectors (rv steer) applied to the target at evaluation time, by hooks.
+    steering: Optional[SteeringSettings] = None
+
     @field_validator("alphas", mode="before")
     @classmethod
     def _alphas(cls, value: Any) -> Any:
-        if value is None:
-            return value
-        if not isinstance(value, list) or not value:
-            raise ValueError("must be a list of numbers, e.g. [0, 0.25, 0.5, 1, 1.5]")
-        for i, item in enumerate(value):
-            _finite_number(item, f"alphas[{i}]")
-        if len(set(value)) != len(value):
-            raise ValueError(f"lists an alpha twice: {value}")
-        labels = [f"{alpha:g}" for alpha in value]
-        if len(set(labels)) != len(labels):
-            twins = [alpha for alpha, label in zip(value, labels) if labels.count(label) > 1]
-            raise ValueError(f"alphas {twins} print alike ({labels[value.index(twins[0])]}) and would share one "
-                             "report row; drop one")
-        return value
+        return None if value is None else _distinct_numbers(value, "alphas", "[0, 0.25, 0.5, 1, 1.5]")
 
     @field_validator("tasks")
     @classmethod

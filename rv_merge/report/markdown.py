@@ -12,6 +12,7 @@ from rv_merge.report.tables import (
     pair_rows,
     power_rows,
     robustness_rows,
+    steering_rows,
     sweep_rows,
 )
 from rv_merge.statistics import Estimate
@@ -25,7 +26,8 @@ def write_report(folder: Path, variants: dict[str, tuple[str, str]]) -> None:
     """
     results = Results(folder)
     rows, robust, sweep = comparison_rows(results), robustness_rows(results, variants), sweep_rows(results)
-    text = _markdown(results.meta, rows, robust, sweep, pair_rows(results), power_rows(results))
+    text = _markdown(results.meta, rows, robust, sweep, pair_rows(results), power_rows(results),
+                     steering_rows(results))
     write_text(folder / "report.md", text)
     plot_deltas(rows, folder / "deltas.png")
     plot_robustness(robust, folder / "robustness.png")
@@ -64,7 +66,7 @@ def vector_settings(vector: dict) -> tuple[str, str]:
 
 
 def _markdown(meta: dict, rows: list[dict], robust: list[dict], sweep: list[dict], pair: list[dict],
-              power: list[dict]) -> str:
+              power: list[dict], steering: list[dict]) -> str:
     recipe = meta["recipe"]
     lines = [
         f"# rv-merge report: {meta['name']}", "",
@@ -126,6 +128,7 @@ def _markdown(meta: dict, rows: list[dict], robust: list[dict], sweep: list[dict
                   "| task | alpha | score | Δ − target [95% CI] |", "|---|---|---|---|"]
         lines += [f"| {r['task']} | {r['alpha']:g} | {format_estimate(r['score'])} | {format_estimate(r['delta'], True)} |" for r in sweep]
         lines += ["", "![alpha sweep](sweep.png)", ""]
+    lines += _steering_section(meta, steering)
     lines += ["## How it was run", ""]
     settings = meta["settings"]
     lines += [
@@ -149,6 +152,22 @@ def _markdown(meta: dict, rows: list[dict], robust: list[dict], sweep: list[dict
     ]
     lines += _computed_with(meta["results"])
     return "\n".join(lines) + "\n"
+
+
+def _steering_section(meta: dict, rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    steering = meta["steering"]
+    made_by = steering.get("made_by") or {}
+    layers = steering.get("layers")
+    lines = ["## Steering vectors (main metric)", "",
+             f"Vectors `{steering['vectors']}` ({steering['numbers']} numbers; {made_by.get('method', 'origin not recorded')};"
+             f" made for {steering.get('made_for') or '-'}), added to the target's decoder-layer outputs by hooks"
+             f" ({f'layers {layers[0]}-{layers[1]}' if layers else 'all layers'}). Δ is paired against the target.", "",
+             "| task | condition | score | Δ − target [95% CI] |", "|---|---|---|---|"]
+    lines += [f"| {r['task']} | {r['condition']} | {format_estimate(r['score'])} | {format_estimate(r['delta'], True)} |"
+              for r in rows]
+    return lines + [""]
 
 
 def _computed_with(results: list[dict]) -> list[str]:

@@ -43,10 +43,10 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     return layers
 
 
-@contextmanager
-def steered(model: torch.nn.Module, steering: SteeringVectors, scale: float = 1.0,
-            layers: Optional[tuple[int, int]] = None) -> Iterator[torch.nn.Module]:
-    """While inside, decoder layer l adds scale * v[l] to its output (l in the layer range)."""
+def add_hooks(model: torch.nn.Module, steering: SteeringVectors, scale: float = 1.0,
+              layers: Optional[tuple[int, int]] = None) -> list:
+    """Make decoder layer l add scale * v[l] to its output (l in the layer range); return the
+    hook handles (`handle.remove()` undoes it)."""
     modules = decoder_layers(model)
     if len(modules) != steering.layers or model.config.hidden_size != steering.hidden_size:
         raise CompatibilityError(f"steering vectors for {steering.layers} layers x {steering.hidden_size} do not fit "
@@ -54,9 +54,16 @@ def steered(model: torch.nn.Module, steering: SteeringVectors, scale: float = 1.
     handles = []
     for index in layer_range(steering, layers):
         shift = (scale * steering.vectors[index].double()).to(next(modules[index].parameters()).dtype)
-
         handles.append(modules[index].register_forward_hook(
             lambda _module, _inputs, output, shift=shift: add_to_output(output, shift)))
+    return handles
+
+
+@contextmanager
+def steered(model: torch.nn.Module, steering: SteeringVectors, scale: float = 1.0,
+            layers: Optional[tuple[int, int]] = None) -> Iterator[torch.nn.Module]:
+    """While inside, decoder layer l adds scale * v[l] to its output (l in the layer range)."""
+    handles = add_hooks(model, steering, scale, layers)
     try:
         yield model
     finally:
