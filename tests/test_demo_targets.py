@@ -79,7 +79,7 @@ def test_readme_block_is_replaced_and_nothing_else(tmp_path):
     assert readme.read_text() == "no markers\n"
 
 
-def test_vectors_are_rebuilt_when_the_pair_is_retrained(trios, tmp_path, monkeypatch):
+def test_vectors_and_steering_are_rebuilt_when_the_pair_is_retrained(trios, tmp_path, monkeypatch):
     from rv_merge.demo import pipeline
     from rv_merge.recipe.model_locations import fingerprint_folder
     from rv_merge.recipe.vector_folder import read_metadata
@@ -93,14 +93,22 @@ def test_vectors_are_rebuilt_when_the_pair_is_retrained(trios, tmp_path, monkeyp
         "merge_method: reasoning_vector\nbase_model: ./models/smollm2/instruct\nmodels:\n"
         "  - {model: ./models/smollm2/sft, parameters: {role: sft}}\n"
         "  - {model: ./models/smollm2/grpo, parameters: {role: grpo}}\nparameters: {alpha: 1.0}\n")
+    data = tmp_path / "models" / "smollm2" / "data" / "gsm8k"
+    data.mkdir(parents=True)
+    (data / "train.jsonl").write_text("".join(f'{{"question": "{a} + {a}?", "answer": "#### {2 * a}"}}\n'
+                                              for a in range(4)))
     pipeline.build_vectors()
+    pipeline.build_extracted_steering()
     exact, low_rank = pipeline.VECTORS / "exact", pipeline.VECTORS / f"lowrank-r{pipeline.RANK}"
-    built = {p: p.stat().st_mtime_ns for p in (exact / "vector.safetensors", low_rank / "vector.safetensors")}
+    built = {p: p.stat().st_mtime_ns for p in (exact / "vector.safetensors", low_rank / "vector.safetensors",
+                                               pipeline.STEERING / "steering.safetensors")}
     pipeline.build_vectors()  # nothing changed: nothing rebuilt
+    pipeline.build_extracted_steering()
     assert {p: p.stat().st_mtime_ns for p in built} == built
     sft = tmp_path / "models" / "smollm2" / "sft"
     for file in sft.glob("*.safetensors"):  # "retrain" SFT
         save_file({k: v + 1 for k, v in load_file(file).items()}, str(file), metadata={"format": "pt"})
     pipeline.build_vectors()
+    pipeline.build_extracted_steering()
     assert read_metadata(exact)["sources"]["sft"]["fingerprint"] == fingerprint_folder(sft)
     assert all(p.stat().st_mtime_ns != built[p] for p in built)

@@ -28,6 +28,8 @@ from rv_merge.evaluate.context import EvalContext
 from rv_merge.evaluate.recipe_eval import command_line, evaluate_recipes
 from rv_merge.merge.merge_file import merge_file
 from rv_merge.report.index import write_index
+from rv_merge.steering.artifact import load_vectors, save_vectors
+from rv_merge.steering.extract import extract_increments, read_prompts
 from rv_merge.recipe.compatibility import check_recipe_file
 from rv_merge.recipe.loading import load_recipe
 from rv_merge.recipe.model_locations import fingerprint_folder
@@ -40,6 +42,7 @@ TOY_RECIPE = Path("recipes/toy-add.yml")
 TOY_OUTPUT = Path("outputs/toy-add")
 PAIR_RECIPE = Path("recipes/smollm2-add.yml")
 VECTORS = Path("vectors/smollm2")
+STEERING = VECTORS / "steer-extracted"  # the demo recipes' eval.steering
 RANK = 16
 DEMO_RECIPES = ["recipes/smollm2-add.yml", "recipes/smollm2-near.yml", "recipes/smollm2-far.yml",
                 "recipes/smollm2-near-add.yml", "recipes/smollm2-near-add-bf16.yml", f"recipes/smollm2-vector-r{RANK}.yml"]
@@ -68,6 +71,7 @@ def run_pair_demo(context: EvalContext) -> None:
         print(f"sibling target {name}: update vs SFT's cosine {distance['cosine']:.3f}, "
               f"norm ratio {distance['norm_ratio']:.3f}")
     build_vectors()
+    build_extracted_steering()
     write_vector_info(REPORTS)
     evaluate_recipes(DEMO_RECIPES, context, {}, REPORTS, command_line())
     print(f"demo summary: {write_demo_summary(REPORTS, ROOT)}")
@@ -93,6 +97,22 @@ def build_vectors() -> None:
             print(f"{out}: already built")
         else:
             build()
+
+
+def build_extracted_steering() -> None:
+    """Steering vectors extracted from the pair without training (rv steer extract: SFT's layer
+    outputs moved toward GRPO's), 30 x 576 numbers; rebuilt if the pair was retrained."""
+    out, sft, grpo = STEERING, ROOT / "sft", ROOT / "grpo"
+    if out.exists():
+        metadata = load_vectors(out).metadata
+        if (metadata["model_fingerprint"], metadata["made_by"]["tuned_fingerprint"]) == (
+                fingerprint_folder(sft), fingerprint_folder(grpo)):
+            print(f"{out}: already built")
+            return
+        print(f"{out}: the pair was retrained since these vectors were extracted: extracting again")
+    steering = extract_increments(sft, grpo, read_prompts(ROOT / "data" / "gsm8k" / "train.jsonl", 64))
+    save_vectors(steering, out, sft)
+    print(f"wrote {out}: steering vectors extracted from the pair ({steering.layers} x {steering.hidden_size})")
 
 
 def write_vector_info(reports: Path) -> None:

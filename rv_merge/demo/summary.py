@@ -92,8 +92,11 @@ def _target_section(found: dict[str, Results], links: str) -> list[str]:
         target = results.scores("target", TASK, metric)
         think = results.meta.get("think_tasks", {}).get(TASK)
         minus = next((k for k, alpha in sweep.items() if alpha == -1), None)
+        steer = next(iter((results.meta.get("steering") or {}).get("conditions", {})), None)
         conditions = [("target + v", "merged", TASK), ("target + v + think", "merged", think),
-                      ("target − v", minus, TASK), ("GRPO", "grpo", TASK), ("GRPO + think", "grpo", think)]
+                      ("target − v", minus, TASK), ("target + steering", steer, TASK),
+                      ("target + steering + think", steer, think), ("GRPO", "grpo", TASK),
+                      ("GRPO + think", "grpo", think)]
         cells = [format_estimate(mean_estimate(target))]
         for _, model, task in conditions:
             scores = results.scores(model, task, metric) if model and task else None
@@ -104,13 +107,16 @@ def _target_section(found: dict[str, Results], links: str) -> list[str]:
         if curve:
             rows.append("| ↳ alpha curve (Δ vs target) | " + ", ".join(
                 f"{alpha:g}: {format_estimate(paired_delta(target, scores), True)}" for alpha, scores in curve
-                if scores) + " | | | | |")
+                if scores) + " | | | | | | |")
     if not rows:
         return []
     return ["## Per target: the paper's conditions", "",
-            "Each cell: the score, and Δ against the row's target.", "",
-            "| target | score | target + v | target + v + think | target − v | GRPO | GRPO + think |",
-            "|---|---|---|---|---|---|---|", *rows, "", f"![alpha curves]({CURVES})", ""]
+            "Each cell: the score, and Δ against the row's target. v: the pair's weight difference (GRPO − SFT); "
+            "steering: the same pair as one vector per layer (30 x 576 numbers), extracted without training "
+            "(`rv steer extract`: SFT's mean layer outputs moved toward GRPO's) and added by hooks.", "",
+            "| target | score | target + v | target + v + think | target − v | target + steering | "
+            "target + steering + think | GRPO | GRPO + think |",
+            "|---|---|---|---|---|---|---|---|---|", *rows, "", f"![alpha curves]({CURVES})", ""]
 
 
 def plot_alpha_curves(reports: Path, path: Path) -> None:
