@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rv_merge.atomic_files import write_text
 from rv_merge.report.markdown import format_estimate
-from rv_merge.report.tables import Results
+from rv_merge.report.tables import Results, power_rows
 from rv_merge.statistics import main_metric, mean_estimate, paired_delta
 from rv_merge.vectors.rounding import describe_loss
 
@@ -116,7 +116,7 @@ def _target_section(found: dict[str, Results], links: str) -> list[str]:
             "(`rv steer extract`: SFT's mean layer outputs moved toward GRPO's) and added by hooks.", "",
             "| target | score | target + v | target + v + think | target − v | target + steering | "
             "target + steering + think | GRPO | GRPO + think |",
-            "|---|---|---|---|---|---|---|---|---|", *rows, "", f"![alpha curves]({CURVES})", ""]
+            "|---|---|---|---|---|---|---|---|---|", *rows, "", f"![alpha curves]({links}{CURVES})", "", *_power_lines(found)]
 
 
 def plot_alpha_curves(reports: Path, path: Path) -> None:
@@ -149,6 +149,18 @@ def plot_alpha_curves(reports: Path, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def _power_lines(found: dict[str, Results]) -> list[str]:
+    """Per target: what the target + v comparison could detect (rv_merge.statistics)."""
+    lines = []
+    for name, label in TARGETS.items():
+        row = next((r for r in power_rows(found[name]) if r["task"] == TASK), None) if name in found else None
+        if row:
+            detectable = "nothing (too few documents)" if row["detectable"] is None else f"{row['detectable']:.3f}"
+            lines.append(f"- {label}: {row['n']} problems, target and target + v disagreed on {row['discordance']:.1%}; "
+                         f"smallest difference the exact McNemar test finds with 80% power at 5%: {detectable}.")
+    return (["What the target + v comparisons could detect:", "", *lines, ""]) if lines else []
 
 
 def _dtype_section(found: dict[str, Results]) -> list[str]:
