@@ -28,8 +28,9 @@ def write_index(reports_dir: Path) -> None:
               "Δ merged − target [95% CI]"]
     lines = ["# rv-merge reports", "", "Each recipe's main metric per task; details in each folder's "
              "report.md. `*`: the paired test (exact McNemar for 0/1 scores) rejects \"no difference\" at 5%.", ""]
-    lines += [f"Also here: [{page.stem}]({page.name})" for page in sorted(reports_dir.glob("*.md"))
-              if page.name != "README.md"]
+    pages = [f"[{page.stem}]({page.name})" for page in sorted(reports_dir.glob("*.md")) if page.name != "README.md"]
+    if pages:
+        lines.append("Also here: " + ", ".join(pages) + ".")
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for folder in folders:
         results = Results(folder)
