@@ -275,12 +275,17 @@ def test_cache_keys_change_with_everything_that_changes_a_result(monkeypatch):
     from rv_merge.evaluate import result_cache
     from rv_merge.evaluate.context import Backend
     from rv_merge.evaluate.jobs import Job, ModelUnderTest
+    from rv_merge.recipe.schema import SteeringSettings
 
     job, settings = Job(ModelUnderTest("target", Path("x"), "fp"), "rv_sciq"), suite_settings()
     key = result_cache.job_key(job, settings, Backend(), "task-fp")
     assert key == result_cache.job_key(job, settings, Backend(), "task-fp")
     assert key != result_cache.job_key(job, settings, Backend(device="cuda"), "task-fp")
     assert key != result_cache.job_key(job, settings, Backend(dtype="bfloat16"), "task-fp")
+    # what else the recipe evaluates does not change this job's result, so it shares the cache
+    others = settings.model_copy(update={"steering": SteeringSettings(vectors="v", scales=[2.0]),
+                                         "alphas": [0.5, 1.0], "think": not settings.think})
+    assert key == result_cache.job_key(job, others, Backend(), "task-fp")
     real = result_cache.version
     monkeypatch.setattr(result_cache, "version", lambda name: "9.9" if name == "lm_eval" else real(name))
     result_cache._library_versions.cache_clear()  # versions are read once per process

@@ -67,8 +67,10 @@ def job_key(job: Job, settings: EvalSettings, backend: Backend, task_print: str)
         "model": job.model.fingerprint,
         "task": job.task,
         "task_fingerprint": task_print,
+        # What the recipe evaluates (tasks, baselines, sweep points, steering) is not how one
+        # job runs: a steered or swept model carries its own fingerprint.
         "settings": {**settings.model_dump(mode="json", exclude={"tasks", "baselines", "think", "data", "alphas",
-                                                                  "limits"}),
+                                                                  "limits", "steering"}),
                      "limit": settings.limit_for(job.task)},
         "computed_with": computed_with(backend),
     }
