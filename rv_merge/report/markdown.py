@@ -108,10 +108,10 @@ def _markdown(meta: dict, rows: list[dict], robust: list[dict], sweep: list[dict
                   "|---|---|---|---|---|"]
         lines += [f"| {r['task']} | {r['metric']} | {r['n']} | {r['discordance']:.1%} | "
                   f"{_detectable(r['detectable'])} |" for r in power]
-    lines += ["", "## Robustness: clean task vs each adversarial variant (main metric)", "",
-              "| variant | perturbation | target clean → variant (drop) | merged clean → variant (drop) | "
+    lines += ["", "## Robustness: clean task vs each adversarial variant (main metric)", ""]
+    lines += ["| variant | perturbation | target clean → variant (drop) | merged clean → variant (drop) | "
               "Δ merged − target, clean | Δ merged − target, variant | gain survives |",
-              "|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|"] if robust else ["No adversarial variant among this recipe's tasks."]
     for row in robust:
         cells = []
         for model in ("target", "merged"):
@@ -119,7 +119,7 @@ def _markdown(meta: dict, rows: list[dict], robust: list[dict], sweep: list[dict
             cells.append(f"{format_estimate(clean)} → {format_estimate(perturbed)} ({format_estimate(drop, True)})")
         lines.append(f"| {row['variant']} | {row['perturbation']} | {cells[0]} | {cells[1]} | "
                      f"{format_estimate(row['gain clean'], True)} | {format_estimate(row['gain variant'], True)} | {row['survives']} |")
-    lines += ["", "![deltas](deltas.png)", "", "![robustness](robustness.png)", ""]
+    lines += ["", "![deltas](deltas.png)", ""] + (["![robustness](robustness.png)", ""] if robust else [])
     if sweep:
         lines += ["## Alpha sweep (main metric)", "",
                   "Every alpha evaluated on the same documents, each by rewriting one loaded model's weights "
