@@ -83,11 +83,12 @@ def _sibling_section(reports: Path) -> list[str]:
 
 
 def _target_section(found: dict[str, Results], links: str) -> list[str]:
-    rows = []
+    rows, verdicts = [], []
     for name, label in TARGETS.items():
         results = found.get(name)
         if results is None:
             continue
+        shown: dict[str, list[str]] = {"up": [], "down": [], "not shown": []}
         metric, sweep = _metric(results), results.meta.get("sweep", {})
         target = results.scores("target", TASK, metric)
         think = results.meta.get("think_tasks", {}).get(TASK)
@@ -98,16 +99,22 @@ def _target_section(found: dict[str, Results], links: str) -> list[str]:
                       ("target + steering + think", steer, think), ("GRPO", "grpo", TASK),
                       ("GRPO + think", "grpo", think)]
         cells = [format_estimate(mean_estimate(target))]
-        for _, model, task in conditions:
+        for condition, model, task in conditions:
             scores = results.scores(model, task, metric) if model and task else None
-            cells.append(f"{sum(scores) / len(scores):.3f}; Δ {format_estimate(paired_delta(target, scores), True)}"
-                         if scores else "-")
+            if scores:
+                delta = paired_delta(target, scores)
+                shown[_direction(delta)].append(condition)
+            cells.append(f"{sum(scores) / len(scores):.3f}; Δ {format_estimate(delta, True)}" if scores else "-")
         rows.append(f"| [{label}]({links}{name}/report.md) | " + " | ".join(cells) + " |")
         curve = [(alpha, results.scores(k, TASK, metric)) for k, alpha in sorted(sweep.items(), key=lambda i: i[1])]
+        curve = [(alpha, paired_delta(target, scores)) for alpha, scores in curve if scores]
         if curve:
             rows.append("| ↳ alpha curve (Δ vs target) | " + ", ".join(
-                f"{alpha:g}: {format_estimate(paired_delta(target, scores), True)}" for alpha, scores in curve
-                if scores) + " | | | | | | |")
+                f"{alpha:g}: {format_estimate(delta, True)}" for alpha, delta in curve) + " | | | | | | | |")
+            for alpha, delta in curve:
+                shown[_direction(delta)].append(f"alpha {alpha:g}")
+        verdicts.append(f"- {label}: " + "; ".join(f"{direction}: {', '.join(items)}"
+                                                   for direction, items in shown.items() if items) + ".")
     if not rows:
         return []
     return ["## Per target: the paper's conditions", "",
@@ -116,7 +123,10 @@ def _target_section(found: dict[str, Results], links: str) -> list[str]:
             "(`rv steer extract`: SFT's mean layer outputs moved toward GRPO's) and added by hooks.", "",
             "| target | score | target + v | target + v + think | target − v | target + steering | "
             "target + steering + think | GRPO | GRPO + think |",
-            "|---|---|---|---|---|---|---|---|---|", *rows, "", f"![alpha curves]({links}{CURVES})", "", *_power_lines(found)]
+            "|---|---|---|---|---|---|---|---|---|", *rows, "",
+            "Which differences the paired test shows (up, down) and which it does not, per target (GRPO and "
+            "GRPO + think are the pair's own models, compared with the target):", "", *verdicts, "",
+            f"![alpha curves]({links}{CURVES})", "", *_power_lines(found)]
 
 
 def plot_alpha_curves(reports: Path, path: Path) -> None:
@@ -149,6 +159,12 @@ def plot_alpha_curves(reports: Path, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def _direction(delta) -> str:
+    if not delta.excludes_zero:
+        return "not shown"
+    return "up" if delta.value > 0 else "down"
 
 
 def _power_lines(found: dict[str, Results]) -> list[str]:
