@@ -56,7 +56,8 @@ def test_resource_attacks_fail_with_a_reason(body, reason):
 
 
 def test_writing_and_deleting_outside_the_sandbox_fails(tmp_path):
-    """Writes are refused by the OS (private /tmp, the nobody user), not by the audit hook."""
+    """Writes are refused by the OS (read-only mounts, private /tmp, an unprivileged user), not by
+    the audit hook."""
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o777)
     shared.chmod(0o777)  # even a world-writable folder is out of reach
@@ -108,7 +109,7 @@ def test_isolation_is_reported():
     description = isolation()
     assert "rlimits" in description
     if os.geteuid() == 0:  # CI and this project's machines run as root: full isolation expected
-        assert "no network" in description and "nobody" in description
+        assert "no network" in description and "user id of its own" in description
 
 
 def test_an_interpreter_that_cannot_start_is_an_error_not_a_failed_program(monkeypatch):
@@ -116,7 +117,7 @@ def test_an_interpreter_that_cannot_start_is_an_error_not_a_failed_program(monke
     from rv_merge.errors import SandboxError
     from rv_merge.evaluate import sandbox
 
-    monkeypatch.setattr(sandbox, "_isolation_command", lambda: ([], "/no/such/python"))
+    monkeypatch.setattr(sandbox, "_isolation_command", lambda: ([], "/no/such/python", False))
     with pytest.raises(SandboxError, match="cannot start the sandboxed interpreter /no/such/python"):
         run_program("print('hi')\n")
 
@@ -171,5 +172,44 @@ def test_a_process_that_ends_while_processes_are_counted_is_skipped(monkeypatch)
     real_listdir = os.listdir
     monkeypatch.setattr(sandbox.os, "listdir",
                         lambda path: [*real_listdir(path), "999999999"] if path == "/proc" else real_listdir(path))
-    assert sandbox._processes_in_use() >= 0  # counted, not raised
+    assert sum(sandbox._tasks_by_uid().values()) > 0  # counted, not raised
     assert score("    return x + 1\n")["passed"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to become another user")
+def test_processes_another_user_starts_during_a_run_do_not_stop_it(monkeypatch):
+    """Found by CI: programs ran as the shared `nobody`, and RLIMIT_NPROC counts a user's
+    processes machine-wide, so 80 threads another test started as nobody after the count
+    made a correct program fail to start (EAGAIN). Each run now has a user id of its own."""
+    import subprocess
+    import sys
+
+    from rv_merge.evaluate import sandbox
+
+    snapshot = sandbox._tasks_by_uid()  # taken before the crowd arrives, as in the race
+    monkeypatch.setattr(sandbox, "_tasks_by_uid", lambda: snapshot)
+    crowd = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+                              "import threading, sys\nthreads = [threading.Thread(target=sys.stdin.read) for _ in "
+                              "range(40)]\n[t.start() for t in threads]\nprint('up', flush=True)\n[t.join() for t in threads]"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert crowd.stdout.readline() == "up\n"
+        outcome = run_program("import os\nassert os.getuid() != 65534\n", limits=sandbox.Limits(processes=16))
+        assert outcome.passed, outcome.reason
+    finally:
+        crowd.stdin.close()
+        crowd.wait(timeout=30)
+
+
+def test_runs_take_turns_through_the_sandbox_user_ids_and_skip_those_in_use():
+    import collections
+
+    from rv_merge.errors import SandboxError
+    from rv_merge.evaluate import sandbox
+
+    uids = sandbox.SANDBOX_UIDS
+    first = sandbox._unused_uid(collections.Counter())
+    after, after_that = (uids[(uids.index(first) + step) % len(uids)] for step in (1, 2))
+    assert sandbox._unused_uid(collections.Counter({after: 3})) == after_that
+    with pytest.raises(SandboxError, match="every sandbox user id"):
+        sandbox._unused_uid(collections.Counter({uid: 1 for uid in sandbox.SANDBOX_UIDS}))

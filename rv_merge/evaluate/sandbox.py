@@ -9,7 +9,9 @@ A program never runs in the evaluating process or with its privileges. Each gets
 - where the OS allows it (`unshare`): new network, PID and mount namespaces (no network, no
   view of other processes, so it cannot signal its parent), every mount read-only with
   fresh empty /tmp, /var/tmp and /dev/shm (so not even the evaluating user's files can be
-  written), and, when the evaluator runs as root, the unprivileged `nobody` user.
+  written), and, when the evaluator runs as root, an unprivileged user id of its own, so
+  the process limit counts only this program's processes (with a shared user such as
+  `nobody`, a concurrent run's processes could make a correct program fail to start).
   `isolation()` reports what was available.
 
 Inside, the program is rv_merge.evaluate.sandbox_harness: it runs the solution and its
@@ -24,7 +26,9 @@ functions disabled, and its authors say plainly that it is not a security sandbo
 
 from __future__ import annotations
 
+import collections
 import functools
+import itertools
 import json
 import os
 import resource
@@ -39,7 +43,10 @@ from pathlib import Path
 
 from rv_merge.errors import SandboxError
 
-NOBODY = 65534
+# User ids a root evaluator gives its programs, one per run: Debian's globally allocated
+# block below systemd's DynamicUser range (61184-65519), in practice unused.
+SANDBOX_UIDS = range(60000, 61184)
+_next_uid = itertools.count(secrets.randbelow(len(SANDBOX_UIDS)))  # a run's own: no two at once
 # Inside the new mount namespace: every mount read-only (so even files of the evaluating
 # user are out of reach when it is not root), then empty scratch filesystems, and /tmp as
 # the working dir.
@@ -77,16 +84,19 @@ def run_program(solution: str, tests: str = "", entry_point: str = "", limits: L
     spec = json.dumps({"solution": solution, "tests": tests, "entry_point": entry_point}).encode()
     workdir = Path(tempfile.mkdtemp(prefix="rv-sandbox-"))  # the evaluator's side, private
     try:
-        prefix, python = _isolation_command()
+        prefix, python, drops_privileges = _isolation_command()
+        tasks = _tasks_by_uid()
+        uid = _unused_uid(tasks) if drops_privileges else os.getuid()
+        command = [*prefix, *(_become(uid) if drops_privileges else []), python, "-I", "-S", "-B", "-c", HARNESS]
         with open(workdir / "stdout", "wb") as out, open(workdir / "stderr", "wb") as err:
             # Output goes to inherited descriptors, so the sandboxed process needs no access
             # to the evaluator's files or paths.
             try:
                 process = subprocess.Popen(
-                    [*prefix, python, "-I", "-S", "-B", "-c", HARNESS],
+                    command,
                     cwd=workdir, stdin=subprocess.PIPE, stdout=out, stderr=err,
                     env={"PATH": "/usr/bin:/bin", "HOME": str(workdir), "LANG": "C.UTF-8"},
-                    start_new_session=True, preexec_fn=functools.partial(_set_limits, limits, _processes_in_use()),
+                    start_new_session=True, preexec_fn=functools.partial(_set_limits, limits, tasks.get(uid, 0)),
                 )
             except (OSError, subprocess.SubprocessError) as error:  # not the program failing: nothing ran
                 raise SandboxError(f"cannot start the sandboxed interpreter {python} ({error}); "
@@ -114,31 +124,35 @@ def _send(process: subprocess.Popen, data: bytes) -> None:
 
 def isolation() -> str:
     """A short description of the isolation this machine gives, for reports."""
-    prefix, python = _isolation_command()
+    prefix, python, drops_privileges = _isolation_command()
     parts = ["process + rlimits + clean env + throwaway dir"]
     if prefix:
         parts.append("no network, own PID and mount namespaces, read-only filesystem, private /tmp")
-    if os.geteuid() == 0 and prefix:
-        parts.append("runs as nobody")
+    if drops_privileges:
+        parts.append("runs as an unprivileged user id of its own")
     return "; ".join(parts) + f" (interpreter {python})"
 
 
 @functools.lru_cache(maxsize=1)
-def _isolation_command() -> tuple[list[str], str]:
-    """The namespace/privilege prefix that works here, and an interpreter it can run."""
+def _isolation_command() -> tuple[list[str], str, bool]:
+    """The namespace prefix that works here, an interpreter it can run, and whether the
+    program is to become another user (`_become`) between the two."""
     unshare = ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
-    if os.geteuid() == 0:  # then drop to nobody inside
-        scratch = ["sh", "-c", MOUNT_SCRATCH + 'exec "$@"', "sandbox", "setpriv", f"--reuid={NOBODY}",
-                   f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all", "--"]
-    else:  # a user namespace gives the mount rights
+    scratch = ["sh", "-c", MOUNT_SCRATCH + 'exec "$@"', "sandbox"]
+    drops_privileges = os.geteuid() == 0
+    if not drops_privileges:  # a user namespace gives the mount rights
         unshare = [*unshare[:1], "--user", "--map-root-user", *unshare[1:]]
-        scratch = ["sh", "-c", MOUNT_SCRATCH + 'exec "$@"', "sandbox"]
+    become = _become(SANDBOX_UIDS[0]) if drops_privileges else []
     pythons = _interpreters()
     for python in pythons:
-        if _probe([*unshare, "--", *scratch, python]):
-            return [*unshare, "--", *scratch], python
+        if _probe([*unshare, "--", *scratch, *become, python]):
+            return [*unshare, "--", *scratch], python, drops_privileges
     usable = next((python for python in pythons if _probe([python])), sys.executable)
-    return [], usable  # rlimits, session, clean env and workdir only
+    return [], usable, False  # rlimits, session, clean env and workdir only
+
+
+def _become(uid: int) -> list[str]:
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all", "--"]
 
 
 def _interpreters() -> list[str]:
@@ -158,21 +172,30 @@ def _probe(command: list[str]) -> bool:
         return False
 
 
-def _processes_in_use() -> int:
-    """Processes and threads of the user the program runs as (nobody when the evaluator is
-    root, else the evaluator's own user): RLIMIT_NPROC counts them all, so the program's own
-    limit goes on top of them."""
-    uid = NOBODY if os.geteuid() == 0 else os.getuid()
-    count = 0
+def _tasks_by_uid() -> collections.Counter:
+    """Processes and threads per user: RLIMIT_NPROC counts all of a user's, so a program's
+    limit goes on top of those its user already has (a non-root evaluator's own threads)."""
+    count = collections.Counter()
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:  # a process may end between the listing and the look (not an error)
             tasks = os.listdir(f"/proc/{pid}/task")
-            count += sum(os.stat(f"/proc/{pid}/task/{task}").st_uid == uid for task in tasks)
+            count.update(os.stat(f"/proc/{pid}/task/{task}").st_uid for task in tasks)
         except OSError:
             continue
     return count
+
+
+def _unused_uid(tasks: collections.Counter) -> int:
+    """The next sandbox uid that no process has; runs in this evaluator take turns, others
+    start elsewhere in the block."""
+    for _ in SANDBOX_UIDS:
+        uid = SANDBOX_UIDS[next(_next_uid) % len(SANDBOX_UIDS)]
+        if not tasks[uid]:
+            return uid
+    raise SandboxError(f"every sandbox user id {SANDBOX_UIDS.start}-{SANDBOX_UIDS.stop - 1} has processes; "
+                       "wait for them to end")
 
 
 def _set_limits(limits: Limits, processes_in_use: int) -> None:
