@@ -3,6 +3,7 @@ a float64 numpy reference, stale vectors rebuilt, the README block replaced and 
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -112,3 +113,42 @@ def test_vectors_and_steering_are_rebuilt_when_the_pair_is_retrained(trios, tmp_
     pipeline.build_extracted_steering()
     assert read_metadata(exact)["sources"]["sft"]["fingerprint"] == fingerprint_folder(sft)
     assert all(p.stat().st_mtime_ns != built[p] for p in built)
+
+
+def test_trained_steering_uses_the_full_grpo_budget_and_is_retrained_only_when_stale(trios, tmp_path, monkeypatch):
+    """The demo's steering GRPO: trained from SFT on the full GRPO's problems, steps, batch and
+    seed; reused while SFT and that budget are unchanged. (Training itself is tested in
+    test_steering.py; here it is replaced by a recorder, so only the caching is under test.)"""
+    from dataclasses import asdict
+
+    from rv_merge.demo import pipeline
+    from rv_merge.steering.artifact import new_vectors
+
+    trio = trios(dtype=torch.float32)
+    monkeypatch.chdir(tmp_path)
+    sft = tmp_path / "models" / "smollm2" / "sft"
+    shutil.copytree(trio["sft"], sft)
+    calls = []
+
+    def record(model, problems, budget, work):
+        calls.append((problems, budget))
+        config = json.loads((model / "config.json").read_text())
+        return new_vectors(model, torch.ones(config["num_hidden_layers"], config["hidden_size"]),
+                           {**asdict(budget), "method": "recorded", "trainable_parameters": 1, "training_seconds": 1})
+
+    monkeypatch.setattr(pipeline, "train_steering", record)
+    budget = Budget()
+    pipeline.build_trained_steering(budget)
+    problems, steering_budget = calls[0]
+    assert problems == grpo_problems(budget)
+    assert (steering_budget.steps, steering_budget.prompts_per_step, steering_budget.num_generations,
+            steering_budget.max_completion_length, steering_budget.seed) == (
+        budget.grpo_steps, budget.prompts_per_step, budget.num_generations, budget.max_completion_length, budget.seed)
+    pipeline.build_trained_steering(budget)
+    assert len(calls) == 1  # unchanged: reused
+    pipeline.build_trained_steering(Budget(grpo_steps=2))
+    assert len(calls) == 2 and calls[1][1].steps == 2  # another budget: trained again
+    for file in sft.glob("*.safetensors"):  # "retrain" SFT
+        save_file({k: v + 1 for k, v in load_file(file).items()}, str(file), metadata={"format": "pt"})
+    pipeline.build_trained_steering(Budget(grpo_steps=2))
+    assert len(calls) == 3

@@ -354,10 +354,11 @@ def _responses(store: Path, label: str, task: str) -> list[str]:
     return found[0]["details"]["responses"]
 
 
-def test_steering_vectors_are_evaluated_by_hooks_on_the_target(workspace, monkeypatch, tmp_path):
+def test_steering_vectors_are_evaluated_by_hooks_on_the_target(workspace, monkeypatch, tmp_path, capsys):
     """eval.steering: each scale is the target with hooks; scale 0 reproduces the target's
     generations exactly even right after an in-memory sweep rewrote the loaded weights (the
-    target is reloaded), a large scale changes them, and the report has the rows."""
+    target is reloaded), a large scale changes them, and the report has the rows. Two entries
+    (the same file under another name) each get their rows and their think variant."""
     from rv_merge.steering.artifact import new_vectors, save_vectors
 
     root, models, env = workspace
@@ -368,27 +369,36 @@ def test_steering_vectors_are_evaluated_by_hooks_on_the_target(workspace, monkey
     save_vectors(vectors, root / "steer", Path(models["target"]))
     settings = {"tasks": ["rv_gsm8k"], "limit": 3, "num_fewshot": 1, "max_gen_toks": 8, "think": True,
                 "baselines": ["target"], "alphas": [1.0, 300.0],
-                "steering": {"vectors": str(root / "steer"), "scales": [0, 1.0]}}
+                "steering": [{"vectors": str(root / "steer"), "scales": [0, 1.0]},
+                             {"vectors": str(root / "steer"), "name": "again", "scales": [1.0]}]}
     write_recipe(root / "steered.yml", {**recipe_dict(models["target"], models["sft"], models["grpo"]),
                                         "eval": settings})
     store = root / "steer-store"
     meta = rv_eval(root, {**env, "RV_STORE": str(store)}, monkeypatch, "steered.yml")
-    assert meta["steering"]["conditions"] == {"steer=0": 0, "steer=1": 1.0}
+    assert meta["steering"]["conditions"] == {"steer:steer=0": {"vectors": "steer", "scale": 0},
+                                              "steer:steer=1": {"vectors": "steer", "scale": 1.0},
+                                              "steer:again=1": {"vectors": "again", "scale": 1.0}}
     order = [r["model"] for r in meta["results"]]
-    assert order.index("alpha=300") < order.index("steer=0")  # the sweep ran first: a reload was needed
+    assert order.index("alpha=300") < order.index("steer:steer=0")  # the sweep ran first: a reload was needed
     target = _responses(store, "target", "rv_gsm8k")
-    assert _responses(store, "steer=0", "rv_gsm8k") == target
+    assert _responses(store, "steer:steer=0", "rv_gsm8k") == target
     assert _responses(store, "alpha=300", "rv_gsm8k") != target
-    assert _responses(store, "steer=1", "rv_gsm8k") != target
+    assert _responses(store, "steer:steer=1", "rv_gsm8k") != target
+    assert {(r["model"], r["task"]) for r in meta["results"] if r["task"] == "rv_gsm8k_think"} >= {
+        ("steer:steer=0", "rv_gsm8k_think"), ("steer:again=1", "rv_gsm8k_think")}
+    assert meta["jobs_cached"] >= 1  # `again` at scale 1 is `steer` at scale 1: one result, from the cache
     text = (root / "reports" / "steered" / "report.md").read_text()
-    assert "## Steering vectors" in text and "| rv_gsm8k | target + 1 x steering |" in text
-    assert "| rv_gsm8k | target + 0 x steering + think |" in text
+    assert "## Steering vectors" in text and "| rv_gsm8k | target + 1 x steer |" in text
+    assert "| rv_gsm8k | target + 0 x steer + think |" in text and "| rv_gsm8k | target + 1 x again |" in text
 
-    for change, message in (({"vectors": str(tmp_path / "none")}, "eval.steering.vectors"),
+    for change, message in (({"vectors": str(tmp_path / "none")}, "eval.steering none"),
                             ({"vectors": str(root / "steer"), "layers": [0, 99]}, "the target has layers 0-"),
-                            ({"vectors": str(root / "steer"), "scales": [1, 1]}, "lists a value twice")):
+                            ({"vectors": str(root / "steer"), "scales": [1, 1]}, "lists a value twice"),
+                            ([{"vectors": str(root / "steer")}, {"vectors": str(tmp_path / "steer")}],
+                             "names ['steer'] twice")):
         write_recipe(root / "bad-steer.yml", {**recipe_dict(models["target"], models["sft"], models["grpo"]),
                                               "eval": {**settings, "steering": change}})
         assert main(["eval", str(root / "bad-steer.yml"), "--data", str(REPO / "evals" / "data"),
                      "--reports", str(root / "bad-steer-reports")]) == 2
+        assert message in capsys.readouterr().err
         assert not (root / "bad-steer-reports").exists()

@@ -3,9 +3,11 @@
 `rv demo` builds (once, cached) SmolLM2-135M-Instruct, an SFT and a GRPO model trained from
 it on word problems (rv_merge.demo.pair), two sibling targets fine-tuned from the same init
 and never RL-trained (rv_merge.demo.pair.siblings), and the pair's vector in three forms
-(exact, low-rank, and that low-rank form as a PEFT LoRA adapter). It then runs `rv eval` on
-the demo recipes (the paper's conditions and an alpha curve per target, the merge written in
-float32 and in bfloat16, a vector file as a source), writing reports/<recipe>/, the index
+(exact, low-rank, and that low-rank form as a PEFT LoRA adapter) and as steering vectors
+(extracted without training, and trained from SFT by GRPO on the full GRPO's budget). It then
+runs `rv eval` on the demo recipes (steering GRPO against full GRPO; the paper's conditions and
+an alpha curve per target; the merge written in float32 and in bfloat16; a vector file as a
+source), writing reports/<recipe>/, the index
 and the demo's summary (reports/smollm2-demo.md). No network, no GPU. A second run finds
 everything built and every evaluation in the cache; a retrained model makes what was built
 from it (vectors, pair.json, siblings.json, merges, results) stale, and it is rebuilt.
@@ -16,12 +18,13 @@ scores say nothing about reasoning: they show the pipeline works).
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from rv_merge.demo.pair.base_model import chat_reply
 from rv_merge.demo.pair.build import ROOT, build_pair
 from rv_merge.demo.pair.siblings import build_siblings
-from rv_merge.demo.pair.train import Budget
+from rv_merge.demo.pair.train import Budget, grpo_problems
 from rv_merge.demo.summary import write_demo_summary
 from rv_merge.demo.toy_models import build_toy_trio
 from rv_merge.evaluate.context import EvalContext
@@ -30,6 +33,7 @@ from rv_merge.merge.merge_file import merge_file
 from rv_merge.report.index import write_index
 from rv_merge.steering.artifact import load_vectors, save_vectors
 from rv_merge.steering.extract import extract_increments, read_prompts
+from rv_merge.steering.train import SteeringBudget, train_steering
 from rv_merge.recipe.compatibility import check_recipe_file
 from rv_merge.recipe.loading import load_recipe
 from rv_merge.recipe.model_locations import fingerprint_folder
@@ -43,8 +47,9 @@ TOY_OUTPUT = Path("outputs/toy-add")
 PAIR_RECIPE = Path("recipes/smollm2-add.yml")
 VECTORS = Path("vectors/smollm2")
 STEERING = VECTORS / "steer-extracted"  # the demo recipes' eval.steering
+TRAINED_STEERING = VECTORS / "steer-grpo"
 RANK = 16
-DEMO_RECIPES = ["recipes/smollm2-add.yml", "recipes/smollm2-near.yml", "recipes/smollm2-far.yml",
+DEMO_RECIPES = ["recipes/smollm2-add.yml", "recipes/smollm2-steer.yml", "recipes/smollm2-near.yml", "recipes/smollm2-far.yml",
                 "recipes/smollm2-near-add.yml", "recipes/smollm2-near-add-bf16.yml", f"recipes/smollm2-vector-r{RANK}.yml"]
 REPORTS = Path("reports")
 
@@ -72,6 +77,7 @@ def run_pair_demo(context: EvalContext) -> None:
               f"norm ratio {distance['norm_ratio']:.3f}")
     build_vectors()
     build_extracted_steering()
+    build_trained_steering(Budget())
     write_vector_info(REPORTS)
     evaluate_recipes(DEMO_RECIPES, context, {}, REPORTS, command_line())
     print(f"demo summary: {write_demo_summary(REPORTS, ROOT)}")
@@ -113,6 +119,29 @@ def build_extracted_steering() -> None:
     steering = extract_increments(sft, grpo, read_prompts(ROOT / "data" / "gsm8k" / "train.jsonl", 64))
     save_vectors(steering, out, sft)
     print(f"wrote {out}: steering vectors extracted from the pair ({steering.layers} x {steering.hidden_size})")
+
+
+def build_trained_steering(budget: Budget) -> None:
+    """Steering vectors trained from SFT with the full GRPO model's budget: the same problems,
+    steps, prompts per step, completions and completion length, and seed; the learning rate is
+    the authors' steering one (full fine-tuning's is far too small for 17,280 numbers)."""
+    out, sft = TRAINED_STEERING, ROOT / "sft"
+    steering_budget = SteeringBudget(steps=budget.grpo_steps, prompts_per_step=budget.prompts_per_step,
+                                     num_generations=budget.num_generations,
+                                     max_completion_length=budget.max_completion_length, seed=budget.seed)
+    if out.exists():
+        metadata = load_vectors(out).metadata
+        made_by = {key: metadata["made_by"].get(key) for key in asdict(steering_budget)}
+        if metadata["model_fingerprint"] == fingerprint_folder(sft) and made_by == asdict(steering_budget):
+            print(f"{out}: already built")
+            return
+        print(f"{out}: SFT was retrained or the budget changed since these vectors were trained: training again")
+    print(f"training steering vectors from SFT: {steering_budget.steps} GRPO steps, only 30 x 576 numbers "
+          "trainable (about as long as the full GRPO: generation dominates) ...", flush=True)
+    steering = train_steering(sft, grpo_problems(budget), steering_budget, out.with_name(out.name + ".work"))
+    save_vectors(steering, out, sft)
+    print(f"wrote {out}: {steering.metadata['made_by']['trainable_parameters']} trained numbers "
+          f"in {steering.metadata['made_by']['training_seconds']} s")
 
 
 def write_vector_info(reports: Path) -> None:

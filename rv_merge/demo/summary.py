@@ -19,21 +19,26 @@ from rv_merge.vectors.rounding import describe_loss
 PAGE = "smollm2-demo.md"
 CURVES = "smollm2-demo.png"
 SIBLINGS = "smollm2-siblings.json"
+PAIR = "smollm2-pair.json"
 TARGETS = {"smollm2-add": "init (SmolLM2-135M-Instruct)", "smollm2-near": "near sibling",
            "smollm2-far": "far sibling"}
 DTYPE_PAIR = ("smollm2-near-add", "smollm2-near-add-bf16")
+STEERING_RECIPE = "smollm2-steer"
+STEERING = {"steer-extracted": "extracted steering", "steer-grpo": "steering GRPO"}  # eval.steering names
 TASK = "rv_gsm8k"
 README_START, README_END = "<!-- demo-summary: start (rv report --readme) -->", "<!-- demo-summary: end -->"
 
 
 def has_demo_results(reports: Path) -> bool:
-    return any((reports / name / "results.json").is_file() for name in [*TARGETS, *DTYPE_PAIR])
+    return any((reports / name / "results.json").is_file() for name in [*TARGETS, *DTYPE_PAIR, STEERING_RECIPE])
 
 
 def write_demo_summary(reports: Path, models_root: Path | None = None) -> Path:
-    """Write reports/smollm2-demo.md; `models_root`: copy its siblings.json into reports/ first."""
-    if models_root is not None and (models_root / "siblings.json").is_file():
-        write_text(reports / SIBLINGS, (models_root / "siblings.json").read_text())
+    """Write reports/smollm2-demo.md; `models_root`: copy its siblings.json and pair.json into
+    reports/ first."""
+    for record, copy in (("siblings.json", SIBLINGS), ("pair.json", PAIR)):
+        if models_root is not None and (models_root / record).is_file():
+            write_text(reports / copy, (models_root / record).read_text())
     page = reports / PAGE
     plot_alpha_curves(reports, reports / CURVES)
     write_text(page, "# The SmolLM2 demo: what the reasoning vector moves\n\n" + summary_tables(reports))
@@ -42,12 +47,13 @@ def write_demo_summary(reports: Path, models_root: Path | None = None) -> Path:
 
 def summary_tables(reports: Path, links: str = "") -> str:
     """The demo's tables in markdown (empty sections are left out); report links start with `links`."""
-    found = {name: Results(reports / name) for name in [*TARGETS, *DTYPE_PAIR]
+    found = {name: Results(reports / name) for name in [*TARGETS, *DTYPE_PAIR, STEERING_RECIPE]
              if (reports / name / "results.json").is_file()}
     lines = [f"Main metric of `{TASK}` (exact match, last number) on the same held-out problems in every row. "
              "Δ is paired with the row's target: Newcombe's 95% score interval, and `*` where the exact "
              "McNemar test rejects \"no difference\" at 5%; unmarked differences are not shown.", ""]
     lines += _pair_section(found)
+    lines += _steering_section(found, reports, links)
     lines += _sibling_section(reports)
     lines += _target_section(found, links)
     lines += _dtype_section(found)
@@ -63,6 +69,52 @@ def _pair_section(found: dict[str, Results]) -> list[str]:
     return ["## The pair", "", "| SFT | GRPO | Δ GRPO − SFT |", "|---|---|---|",
             f"| {format_estimate(mean_estimate(sft))} | {format_estimate(mean_estimate(grpo))} | "
             f"{format_estimate(paired_delta(sft, grpo), True)} |", ""]
+
+
+def _steered(results: Results, name: str, scale: float = 1.0) -> str | None:
+    """The label of the target + `scale` x the steering vectors called `name`, if evaluated."""
+    conditions = (results.meta.get("steering") or {}).get("conditions", {})
+    return next((label for label, c in conditions.items() if c["vectors"] == name and c["scale"] == scale), None)
+
+
+def _steering_section(found: dict[str, Results], reports: Path, links: str) -> list[str]:
+    """Steering GRPO against full GRPO from SFT: scores, paired deltas, what was trained, how long."""
+    results = found.get(STEERING_RECIPE)
+    if results is None:
+        return []
+    metric = _metric(results)
+    sft, grpo = results.scores("target", TASK, metric), results.scores("grpo", TASK, metric)
+    entries = results.meta["steering"]["entries"]
+    trained = entries.get("steer-grpo", {}).get("made_by", {})
+    full = json.loads((reports / PAIR).read_text()).get("grpo_training", {}) if (reports / PAIR).is_file() else {}
+    rows = [("SFT", sft, "-", "-"),
+            ("full GRPO", grpo, f"{full['trainable_parameters']:,}" if full else "all", _minutes(full.get("seconds")))]
+    for label, condition in (results.meta.get("steering") or {}).get("conditions", {}).items():
+        entry = entries[condition["vectors"]]
+        how = (_minutes(trained.get("training_seconds")) if condition["vectors"] == "steer-grpo"
+               else "none (extracted)")
+        rows.append((f"SFT + {condition['scale']:g} x {STEERING.get(condition['vectors'], condition['vectors'])}",
+                     results.scores(label, TASK, metric), f"{entry['numbers']:,}", how))
+    rows.append(("SFT + v (merged in memory: GRPO again, up to rounding)", results.scores("merged", TASK, metric),
+                 "-", "-"))
+    lines = [f"## [Steering GRPO against full GRPO]({links}{STEERING_RECIPE}/report.md)", "",
+             "From the pair's SFT model (arXiv 2505.18706's claim): steering GRPO trains one vector per layer "
+             f"with every weight frozen, on the full GRPO's budget ({trained.get('steps', '?')} steps of "
+             f"{trained.get('prompts_per_step', '?')} prompts x {trained.get('num_generations', '?')} completions, "
+             f"the same problems and seed), learning rate {trained.get('learning_rate', '?')} (the authors' "
+             "range; full GRPO's was 2e-5).", "",
+             "| model | trainable numbers | training | score | Δ − SFT | Δ − full GRPO |", "|---|---|---|---|---|---|"]
+    for name, scores, numbers, how in rows:
+        if not scores:
+            continue
+        cells = [format_estimate(mean_estimate(scores))] + [
+            format_estimate(paired_delta(base, scores), True) if base is not scores else "-" for base in (sft, grpo)]
+        lines.append(f"| {name} | {numbers} | {how} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _minutes(seconds: float | None) -> str:
+    return f"{seconds / 60:.1f} min" if seconds else "not recorded"
 
 
 def _sibling_section(reports: Path) -> list[str]:
@@ -93,11 +145,10 @@ def _target_section(found: dict[str, Results], links: str) -> list[str]:
         target = results.scores("target", TASK, metric)
         think = results.meta.get("think_tasks", {}).get(TASK)
         minus = next((k for k, alpha in sweep.items() if alpha == -1), None)
-        steer = next(iter((results.meta.get("steering") or {}).get("conditions", {})), None)
         conditions = [("target + v", "merged", TASK), ("target + v + think", "merged", think),
-                      ("target − v", minus, TASK), ("target + steering", steer, TASK),
-                      ("target + steering + think", steer, think), ("GRPO", "grpo", TASK),
-                      ("GRPO + think", "grpo", think)]
+                      ("target − v", minus, TASK),
+                      *((f"target + {title}", _steered(results, name), TASK) for name, title in STEERING.items()),
+                      ("GRPO", "grpo", TASK), ("GRPO + think", "grpo", think)]
         cells = [format_estimate(mean_estimate(target))]
         for condition, model, task in conditions:
             scores = results.scores(model, task, metric) if model and task else None
@@ -119,10 +170,11 @@ def _target_section(found: dict[str, Results], links: str) -> list[str]:
         return []
     return ["## Per target: the paper's conditions", "",
             "Each cell: the score, and Δ against the row's target. v: the pair's weight difference (GRPO − SFT); "
-            "steering: the same pair as one vector per layer (30 x 576 numbers), extracted without training "
-            "(`rv steer extract`: SFT's mean layer outputs moved toward GRPO's) and added by hooks.", "",
-            "| target | score | target + v | target + v + think | target − v | target + steering | "
-            "target + steering + think | GRPO | GRPO + think |",
+            "extracted steering: the same pair as one vector per layer (30 x 576 numbers), extracted without "
+            "training (`rv steer extract`: SFT's mean layer outputs moved toward GRPO's); steering GRPO: 30 x 576 "
+            "numbers trained from SFT by GRPO (next section); both added by hooks at scale 1.", "",
+            "| target | score | target + v | target + v + think | target − v | "
+            + " | ".join(f"target + {title}" for title in STEERING.values()) + " | GRPO | GRPO + think |",
             "|---|---|---|---|---|---|---|---|---|", *rows, "",
             "Which differences the paired test shows (up, down) and which it does not, per target (GRPO and "
             "GRPO + think are the pair's own models, compared with the target):", "", *verdicts, "",

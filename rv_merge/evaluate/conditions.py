@@ -32,7 +32,7 @@ class Conditions:
     references: dict[str, str]  # role -> model reference (target, sft, grpo, vector)
     fingerprints: dict[str, str]  # role -> fingerprint
     sweep: dict[str, float] = field(default_factory=dict)  # label -> alpha
-    steering: dict[str, float] = field(default_factory=dict)  # label -> scale of the steering vectors
+    steering: dict[str, dict] = field(default_factory=dict)  # label -> {"vectors": name, "scale": scale}
     merged_path: Optional[Path] = None  # the store folder (None for a sweep)
     merged_now: bool = False
 
@@ -57,8 +57,8 @@ def conditions_for(recipe: Recipe, source: str, settings: EvalSettings, store: P
             fingerprint = "in-memory-" + merge_key(_with_alpha(recipe, alpha), inputs)
             models[label] = ModelUnderTest(label, target_path, fingerprint, merge, recipe.parameters.sign * alpha)
             conditions.sweep[label] = alpha
-    if settings.steering:
-        _add_steering(conditions, settings.steering, source)
+    for steering in settings.steering:
+        _add_steering(conditions, steering, source)
     if not settings.alphas:
         print(f"{source}: merging (or reusing the stored merge) ...", flush=True)
         conditions.merged_path, conditions.merged_now = merged_model(recipe, source, inputs, store)
@@ -68,31 +68,31 @@ def conditions_for(recipe: Recipe, source: str, settings: EvalSettings, store: P
 
 def _add_steering(conditions: Conditions, steering: SteeringSettings, source: str) -> None:
     """One steered target per scale (hooks on the loaded target; rv_merge.steering.apply)."""
-    folder = Path(steering.vectors)
+    folder, name = Path(steering.vectors), steering.display_name
     try:
         vectors = load_vectors(folder)
     except VectorFileError as error:
-        raise RecipeError(f"{source}: eval.steering.vectors: {error.message}") from None
+        raise RecipeError(f"{source}: eval.steering {name}: {error.message}") from None
     target = conditions.models["target"]
     _, layers, hidden = model_shape(json.loads((target.path / "config.json").read_text()))
     if (vectors.layers, vectors.hidden_size) != (layers, hidden):
-        raise RecipeError(f"{source}: eval.steering.vectors {folder} has {vectors.layers} x {vectors.hidden_size} "
+        raise RecipeError(f"{source}: eval.steering {name}: {folder} has {vectors.layers} x {vectors.hidden_size} "
                           f"vectors; the target is {layers} layers x hidden size {hidden}")
     if steering.layers and steering.layers[1] >= layers:
-        raise RecipeError(f"{source}: eval.steering.layers {steering.layers}: the target has layers 0-{layers - 1}")
+        raise RecipeError(f"{source}: eval.steering {name}: layers {steering.layers}: the target has layers 0-{layers - 1}")
     span = tuple(steering.layers) if steering.layers else None
     print(f"{source}: steering vectors {folder} at scales {steering.scales}, by hooks on the target", flush=True)
     for scale in steering.scales:
-        label = steering_label(scale)
+        label = steering_label(name, scale)
         key = json.dumps([target.fingerprint, fingerprint_folder(folder), scale, span])
         fingerprint = "steered-" + hashlib.sha256(key.encode()).hexdigest()[:20]
         conditions.models[label] = ModelUnderTest(label, target.path, fingerprint,
                                                   steering=Steering(folder.resolve(), scale, span))
-        conditions.steering[label] = scale
+        conditions.steering[label] = {"vectors": name, "scale": scale}
 
 
-def steering_label(scale: float) -> str:
-    return f"steer={scale:g}"
+def steering_label(name: str, scale: float) -> str:
+    return f"steer:{name}={scale:g}"
 
 
 def _with_alpha(recipe: Recipe, alpha: float) -> Recipe:

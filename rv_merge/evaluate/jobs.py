@@ -26,7 +26,7 @@ class Steering:
 
 @dataclass(frozen=True)
 class ModelUnderTest:
-    label: str  # "target", "sft", "grpo", "merged", a sweep point "alpha=0.5" or "steer=1"
+    label: str  # "target", "sft", "grpo", "merged", a sweep point "alpha=0.5" or "steer:NAME=1"
     path: Path
     fingerprint: str
     # In-memory merges (alpha sweeps): `path` is the target; its loaded weights are

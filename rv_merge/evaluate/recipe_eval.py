@@ -173,22 +173,29 @@ def _results_metadata(path: Path, recipe: Recipe, settings: EvalSettings, contex
 
 
 def steering_jobs(settings: EvalSettings, conditions: Conditions, tasks_dir: Path) -> list[Job]:
-    """Every task for each steered target; the think variants for the first scale."""
+    """Every task for each steered target; the think variants for each entry's first scale."""
     labels = list(conditions.steering)
     jobs = [Job(conditions.models[label], task) for label in labels for task in settings.tasks]
-    if labels and settings.think:
+    if settings.think:
         think = think_variants(tasks_dir)
-        jobs += [Job(conditions.models[labels[0]], think[task]) for task in settings.tasks if task in think]
+        firsts: dict[str, str] = {}  # vectors -> the label of their first scale
+        for label, condition in conditions.steering.items():
+            firsts.setdefault(condition["vectors"], label)
+        jobs += [Job(conditions.models[label], think[task]) for label in firsts.values()
+                 for task in settings.tasks if task in think]
     return jobs
 
 
 def _steering_metadata(settings: EvalSettings, conditions: Conditions) -> dict | None:
     if not settings.steering:
         return None
-    vectors = load_vectors(Path(settings.steering.vectors))
-    return {"vectors": settings.steering.vectors, "layers": settings.steering.layers,
-            "conditions": dict(conditions.steering), "numbers": vectors.layers * vectors.hidden_size,
+    entries = {}
+    for entry in settings.steering:
+        vectors = load_vectors(Path(entry.vectors))
+        entries[entry.display_name] = {
+            "vectors": entry.vectors, "layers": entry.layers, "numbers": vectors.layers * vectors.hidden_size,
             "made_by": vectors.metadata.get("made_by", {}), "made_for": vectors.metadata.get("model")}
+    return {"entries": entries, "conditions": dict(conditions.steering)}
 
 
 def _rounding_loss(recipe: Recipe, source: str, conditions: Conditions, store: Path) -> dict | None:

@@ -47,7 +47,11 @@ def run_jobs(
         if paths[job].is_file():
             results[job] = load_result(job, paths[job])
             progress(f"[{index}/{len(jobs)}] {job.name}: cached")
-    todo = [job for job in jobs if job not in results]
+    todo, first_of_key = [], {}  # jobs with one key (the same model and task under two labels) run once
+    for job in jobs:
+        if job not in results and paths[job] not in first_of_key:
+            first_of_key[paths[job]] = job
+            todo.append(job)
     tracker = _Progress(jobs, len(todo), progress)
 
     def finished(job: Job, result: JobResult) -> None:
@@ -67,7 +71,7 @@ def run_jobs(
                 loaded = _switch_model(job.model, loaded, backend, settings)
             model_args = None if backend.name == "hf" else backend.args_for(job.model.path)
             finished(job, evaluate_job(loaded[job.model.label], model_args, job, backend, settings, task_manager))
-    return [results[job] for job in jobs]
+    return [results[job] if job in results else load_result(job, paths[job]) for job in jobs]
 
 
 class _Progress:

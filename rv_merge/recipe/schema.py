@@ -8,6 +8,7 @@ that name the key and the fix, is rv_merge.recipe.loading's job.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -107,9 +108,10 @@ def _distinct_numbers(value: Any, name: str, example: str) -> list:
 
 
 class SteeringSettings(_Strict):
-    """`eval.steering`: per-layer steering vectors added to the target's layer outputs."""
+    """One entry of `eval.steering`: per-layer steering vectors added to the target's layer outputs."""
 
     vectors: str  # a steering folder (rv steer train / extract)
+    name: Optional[str] = None  # what the report calls them; None: the folder's name
     scales: list[float] = [1.0]  # each evaluated as target + scale * steering; the first gets the think variant
     layers: Optional[list[int]] = None  # [first, last], 0-based inclusive; None: all layers
 
@@ -124,6 +126,10 @@ class SteeringSettings(_Strict):
         if value is not None and (len(value) != 2 or not 0 <= value[0] <= value[1]):
             raise ValueError(f"must be [first, last] with 0 <= first <= last, got {value}")
         return value
+
+    @property
+    def display_name(self) -> str:
+        return self.name or Path(self.vectors).name
 
 
 class EvalSettings(_Strict):
@@ -144,13 +150,29 @@ class EvalSettings(_Strict):
     # written). Declared here because a list under `parameters.alpha` is a per-layer gradient.
     alphas: Optional[list[float]] = None
 
-    # Steering vectors (rv steer) applied to the target at evaluation time, by hooks.
-    steering: Optional[SteeringSettings] = None
+    # Steering vectors (rv steer) applied to the target at evaluation time, by hooks: one
+    # entry, or a list of them to compare (say, trained and extracted).
+    steering: list[SteeringSettings] = []
 
     @field_validator("alphas", mode="before")
     @classmethod
     def _alphas(cls, value: Any) -> Any:
         return None if value is None else _distinct_numbers(value, "alphas", "[0, 0.25, 0.5, 1, 1.5]")
+
+    @field_validator("steering", mode="before")
+    @classmethod
+    def _steering_list(cls, value: Any) -> Any:
+        return [] if value is None else [value] if isinstance(value, dict) else value
+
+    @field_validator("steering")
+    @classmethod
+    def _distinct_steering_names(cls, value: list[SteeringSettings]) -> list[SteeringSettings]:
+        names = [entry.display_name for entry in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"names {twice} twice (each entry's `name:`, else its folder's name); give each "
+                             "entry a distinct `name:`")
+        return value
 
     @field_validator("tasks")
     @classmethod

@@ -157,14 +157,14 @@ def _markdown(meta: dict, rows: list[dict], robust: list[dict], sweep: list[dict
 def _steering_section(meta: dict, rows: list[dict]) -> list[str]:
     if not rows:
         return []
-    steering = meta["steering"]
-    made_by = steering.get("made_by") or {}
-    layers = steering.get("layers")
     lines = ["## Steering vectors (main metric)", "",
-             f"Vectors `{steering['vectors']}` ({steering['numbers']} numbers; {made_by.get('method', 'origin not recorded')};"
-             f" made for {steering.get('made_for') or '-'}), added to the target's decoder-layer outputs by hooks"
-             f" ({f'layers {layers[0]}-{layers[1]}' if layers else 'all layers'}). Δ is paired against the target.", "",
-             "| task | condition | score | Δ − target [95% CI] |", "|---|---|---|---|"]
+             "Added to the target's decoder-layer outputs by hooks; Δ is paired against the target.", ""]
+    for name, entry in meta["steering"]["entries"].items():
+        made_by, layers = entry.get("made_by") or {}, entry.get("layers")
+        lines.append(f"- {name}: `{entry['vectors']}`, {entry['numbers']} numbers; "
+                     f"{made_by.get('method', 'origin not recorded')}; made for {entry.get('made_for') or '-'}; "
+                     f"{f'layers {layers[0]}-{layers[1]}' if layers else 'all layers'}.")
+    lines += ["", "| task | condition | score | Δ − target [95% CI] |", "|---|---|---|---|"]
     lines += [f"| {r['task']} | {r['condition']} | {format_estimate(r['score'])} | {format_estimate(r['delta'], True)} |"
               for r in rows]
     return lines + [""]

@@ -158,11 +158,12 @@ def steering_rows(results: Results) -> list[dict]:
         metric = main_metric(results.metrics(task))
         target = results.scores("target", task, metric)
         think = results.meta.get("think_tasks", {}).get(task)
-        for label, scale in sorted(conditions.items(), key=lambda item: item[1]):
+        for label, condition in conditions.items():
             for suffix, name in (("", task), (" + think", think)):
                 scores = results.scores(label, name, metric) if name else None
                 if scores:
                     delta = paired_delta(target, scores) if target and len(target) == len(scores) else None
-                    rows.append({"task": task, "metric": metric, "condition": f"target + {scale:g} x steering{suffix}",
+                    rows.append({"task": task, "metric": metric,
+                                 "condition": f"target + {condition['scale']:g} x {condition['vectors']}{suffix}",
                                  "score": mean_estimate(scores), "delta": delta})
     return rows

@@ -3,7 +3,8 @@
     instruct/           SmolLM2-135M-Instruct (the target, and the pair's initialization)
     data/gsm8k/         held-out word problems in GSM8K's layout (the demo recipes' eval.data)
     sft/, grpo/         the pair
-    pair.json           GRPO vs SFT on held-out problems: the check that the pair carries something
+    pair.json           GRPO vs SFT on held-out problems: the check that the pair carries something;
+                        GRPO's trainable parameters and training time (when trained by this build)
 
 Each step is skipped when its output exists, so a second run costs nothing. pair.json records
 the fingerprints of the SFT and GRPO models it was computed from: when either was retrained
@@ -13,6 +14,7 @@ it is recomputed, and a GRPO model trained from an earlier SFT model is retraine
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict
@@ -26,6 +28,7 @@ from rv_merge.demo.pair.train import Budget, train_grpo, train_sft
 from rv_merge.evaluate.context import EvalContext
 from rv_merge.recipe.model_locations import fingerprint_folder
 from rv_merge.recipe.schema import EvalSettings
+from rv_merge.recipe.weight_files import read_safetensors_headers
 
 ROOT = Path("models/smollm2")
 
@@ -48,9 +51,12 @@ def build_pair(settings: EvalSettings, context: EvalContext, root: Path = ROOT, 
     if (grpo / "config.json").is_file() and trained_from and trained_from != fingerprint_folder(sft):
         print(f"{sft} was retrained after {grpo} was trained from it: retraining GRPO", flush=True)
         shutil.rmtree(grpo)
+    grpo_seconds = None
     if not (grpo / "config.json").is_file():
         print(f"training GRPO from SFT: {budget.grpo_steps} steps (15 to 40 minutes on 2 cores) ...", flush=True)
+        grpo_started = time.monotonic()
         train_grpo(sft, grpo, budget)
+        grpo_seconds = round(time.monotonic() - grpo_started)
     fingerprints = {"sft": fingerprint_folder(sft), "grpo": fingerprint_folder(grpo)}
     if record.get("fingerprints") != fingerprints:  # new, a model retrained, or an older format
         print("checking GRPO against SFT on held-out problems ...", flush=True)
@@ -63,4 +69,14 @@ def build_pair(settings: EvalSettings, context: EvalContext, root: Path = ROOT, 
                    "budget": asdict(budget), "build_seconds": round(time.monotonic() - started),
                    "fingerprints": fingerprints}
         write_json(summary_path, summary)
+    record = json.loads(summary_path.read_text())
+    if grpo_seconds or "grpo_training" not in record:  # a record from before these were kept: no time
+        record["grpo_training"] = {"trainable_parameters": _parameter_count(grpo), "seconds": grpo_seconds}
+        write_json(summary_path, record)
     return json.loads(summary_path.read_text())
+
+
+def _parameter_count(model: Path) -> int:
+    """Every number in the model's weight files: what full fine-tuning trains."""
+    shapes = read_safetensors_headers(sorted(model.glob("*.safetensors"))).values()
+    return sum(math.prod(shape) for _, shape in shapes)
