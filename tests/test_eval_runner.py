@@ -375,9 +375,10 @@ def test_steering_vectors_are_evaluated_by_hooks_on_the_target(workspace, monkey
                                         "eval": settings})
     store = root / "steer-store"
     meta = rv_eval(root, {**env, "RV_STORE": str(store)}, monkeypatch, "steered.yml")
-    assert meta["steering"]["conditions"] == {"steer:steer=0": {"vectors": "steer", "scale": 0},
-                                              "steer:steer=1": {"vectors": "steer", "scale": 1.0},
-                                              "steer:again=1": {"vectors": "again", "scale": 1.0}}
+    assert meta["steering"]["conditions"] == [{"label": "steer:steer=0", "vectors": "steer", "scale": 0},
+                                              {"label": "steer:steer=1", "vectors": "steer", "scale": 1.0},
+                                              {"label": "steer:again=1", "vectors": "again", "scale": 1.0}]
+    assert [entry["name"] for entry in meta["steering"]["entries"]] == ["steer", "again"]
     order = [r["model"] for r in meta["results"]]
     assert order.index("alpha=300") < order.index("steer:steer=0")  # the sweep ran first: a reload was needed
     target = _responses(store, "target", "rv_gsm8k")

@@ -73,8 +73,8 @@ def _pair_section(found: dict[str, Results]) -> list[str]:
 
 def _steered(results: Results, name: str, scale: float = 1.0) -> str | None:
     """The label of the target + `scale` x the steering vectors called `name`, if evaluated."""
-    conditions = (results.meta.get("steering") or {}).get("conditions", {})
-    return next((label for label, c in conditions.items() if c["vectors"] == name and c["scale"] == scale), None)
+    conditions = (results.meta.get("steering") or {}).get("conditions", [])
+    return next((c["label"] for c in conditions if c["vectors"] == name and c["scale"] == scale), None)
 
 
 def _steering_section(found: dict[str, Results], reports: Path, links: str) -> list[str]:
@@ -84,17 +84,17 @@ def _steering_section(found: dict[str, Results], reports: Path, links: str) -> l
         return []
     metric = _metric(results)
     sft, grpo = results.scores("target", TASK, metric), results.scores("grpo", TASK, metric)
-    entries = results.meta["steering"]["entries"]
+    entries = {entry["name"]: entry for entry in results.meta["steering"]["entries"]}
     trained = entries.get("steer-grpo", {}).get("made_by", {})
     full = json.loads((reports / PAIR).read_text()).get("grpo_training", {}) if (reports / PAIR).is_file() else {}
     rows = [("SFT", sft, "-", "-"),
             ("full GRPO", grpo, f"{full['trainable_parameters']:,}" if full else "all", _minutes(full.get("seconds")))]
-    for label, condition in (results.meta.get("steering") or {}).get("conditions", {}).items():
+    for condition in results.meta["steering"]["conditions"]:
         entry = entries[condition["vectors"]]
         how = (_minutes(trained.get("training_seconds")) if condition["vectors"] == "steer-grpo"
                else "none (extracted)")
         rows.append((f"SFT + {condition['scale']:g} x {STEERING.get(condition['vectors'], condition['vectors'])}",
-                     results.scores(label, TASK, metric), f"{entry['numbers']:,}", how))
+                     results.scores(condition["label"], TASK, metric), f"{entry['numbers']:,}", how))
     rows.append(("SFT + v (merged in memory: GRPO again, up to rounding)", results.scores("merged", TASK, metric),
                  "-", "-"))
     lines = [f"## [Steering GRPO against full GRPO]({links}{STEERING_RECIPE}/report.md)", "",

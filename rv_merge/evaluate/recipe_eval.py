@@ -189,13 +189,14 @@ def steering_jobs(settings: EvalSettings, conditions: Conditions, tasks_dir: Pat
 def _steering_metadata(settings: EvalSettings, conditions: Conditions) -> dict | None:
     if not settings.steering:
         return None
-    entries = {}
+    entries = []  # lists, in the recipe's order (results.json is written with sorted keys)
     for entry in settings.steering:
         vectors = load_vectors(Path(entry.vectors))
-        entries[entry.display_name] = {
-            "vectors": entry.vectors, "layers": entry.layers, "numbers": vectors.layers * vectors.hidden_size,
-            "made_by": vectors.metadata.get("made_by", {}), "made_for": vectors.metadata.get("model")}
-    return {"entries": entries, "conditions": dict(conditions.steering)}
+        entries.append({
+            "name": entry.display_name, "vectors": entry.vectors, "layers": entry.layers, "numbers": vectors.layers * vectors.hidden_size,
+            "made_by": vectors.metadata.get("made_by", {}), "made_for": vectors.metadata.get("model")})
+    return {"entries": entries,
+            "conditions": [{"label": label, **condition} for label, condition in conditions.steering.items()]}
 
 
 def _rounding_loss(recipe: Recipe, source: str, conditions: Conditions, store: Path) -> dict | None:

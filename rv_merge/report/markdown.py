@@ -159,9 +159,9 @@ def _steering_section(meta: dict, rows: list[dict]) -> list[str]:
         return []
     lines = ["## Steering vectors (main metric)", "",
              "Added to the target's decoder-layer outputs by hooks; Δ is paired against the target.", ""]
-    for name, entry in meta["steering"]["entries"].items():
+    for entry in meta["steering"]["entries"]:
         made_by, layers = entry.get("made_by") or {}, entry.get("layers")
-        lines.append(f"- {name}: `{entry['vectors']}`, {entry['numbers']} numbers; "
+        lines.append(f"- {entry['name']}: `{entry['vectors']}`, {entry['numbers']} numbers; "
                      f"{made_by.get('method', 'origin not recorded')}; made for {entry.get('made_for') or '-'}; "
                      f"{f'layers {layers[0]}-{layers[1]}' if layers else 'all layers'}.")
     lines += ["", "| task | condition | score | Δ − target [95% CI] |", "|---|---|---|---|"]

@@ -152,15 +152,15 @@ def sweep_rows(results: Results) -> list[dict]:
 def steering_rows(results: Results) -> list[dict]:
     """Main metric per task for each steered target (and its think variant), with the
     paired delta against the target."""
-    conditions = (results.meta.get("steering") or {}).get("conditions", {})
+    conditions = (results.meta.get("steering") or {}).get("conditions", [])
     rows = []
     for task in results.meta["settings"]["tasks"] if conditions else []:
         metric = main_metric(results.metrics(task))
         target = results.scores("target", task, metric)
         think = results.meta.get("think_tasks", {}).get(task)
-        for label, condition in conditions.items():
+        for condition in conditions:
             for suffix, name in (("", task), (" + think", think)):
-                scores = results.scores(label, name, metric) if name else None
+                scores = results.scores(condition["label"], name, metric) if name else None
                 if scores:
                     delta = paired_delta(target, scores) if target and len(target) == len(scores) else None
                     rows.append({"task": task, "metric": metric,
