@@ -102,7 +102,7 @@ def test_vectors_and_steering_are_rebuilt_when_the_pair_is_retrained(trios, tmp_
     pipeline.build_extracted_steering()
     exact, low_rank = pipeline.VECTORS / "exact", pipeline.VECTORS / f"lowrank-r{pipeline.RANK}"
     built = {p: p.stat().st_mtime_ns for p in (exact / "vector.safetensors", low_rank / "vector.safetensors",
-                                               pipeline.STEERING / "steering.safetensors")}
+                                               pipeline.EXTRACTED_STEERING / "steering.safetensors")}
     pipeline.build_vectors()  # nothing changed: nothing rebuilt
     pipeline.build_extracted_steering()
     assert {p: p.stat().st_mtime_ns for p in built} == built

@@ -46,7 +46,7 @@ TOY_RECIPE = Path("recipes/toy-add.yml")
 TOY_OUTPUT = Path("outputs/toy-add")
 PAIR_RECIPE = Path("recipes/smollm2-add.yml")
 VECTORS = Path("vectors/smollm2")
-STEERING = VECTORS / "steer-extracted"  # the demo recipes' eval.steering
+EXTRACTED_STEERING = VECTORS / "steer-extracted"  # both in the demo recipes' eval.steering
 TRAINED_STEERING = VECTORS / "steer-grpo"
 RANK = 16
 DEMO_RECIPES = ["recipes/smollm2-add.yml", "recipes/smollm2-steer.yml", "recipes/smollm2-near.yml", "recipes/smollm2-far.yml",
@@ -108,7 +108,7 @@ def build_vectors() -> None:
 def build_extracted_steering() -> None:
     """Steering vectors extracted from the pair without training (rv steer extract: SFT's layer
     outputs moved toward GRPO's), 30 x 576 numbers; rebuilt if the pair was retrained."""
-    out, sft, grpo = STEERING, ROOT / "sft", ROOT / "grpo"
+    out, sft, grpo = EXTRACTED_STEERING, ROOT / "sft", ROOT / "grpo"
     if out.exists():
         metadata = load_vectors(out).metadata
         if (metadata["model_fingerprint"], metadata["made_by"]["tuned_fingerprint"]) == (

@@ -18,13 +18,13 @@ from rv_merge.vectors.rounding import describe_loss
 
 PAGE = "smollm2-demo.md"
 CURVES = "smollm2-demo.png"
-SIBLINGS = "smollm2-siblings.json"
-PAIR = "smollm2-pair.json"
+SIBLINGS_COPY = "smollm2-siblings.json"
+PAIR_COPY = "smollm2-pair.json"
 TARGETS = {"smollm2-add": "init (SmolLM2-135M-Instruct)", "smollm2-near": "near sibling",
            "smollm2-far": "far sibling"}
 DTYPE_PAIR = ("smollm2-near-add", "smollm2-near-add-bf16")
 STEERING_RECIPE = "smollm2-steer"
-STEERING = {"steer-extracted": "extracted steering", "steer-grpo": "steering GRPO"}  # eval.steering names
+STEERING_TITLES = {"steer-extracted": "extracted steering", "steer-grpo": "steering GRPO"}  # eval.steering names
 TASK = "rv_gsm8k"
 README_START, README_END = "<!-- demo-summary: start (rv report --readme) -->", "<!-- demo-summary: end -->"
 
@@ -36,7 +36,7 @@ def has_demo_results(reports: Path) -> bool:
 def write_demo_summary(reports: Path, models_root: Path | None = None) -> Path:
     """Write reports/smollm2-demo.md; `models_root`: copy its siblings.json and pair.json into
     reports/ first."""
-    for record, copy in (("siblings.json", SIBLINGS), ("pair.json", PAIR)):
+    for record, copy in (("siblings.json", SIBLINGS_COPY), ("pair.json", PAIR_COPY)):
         if models_root is not None and (models_root / record).is_file():
             write_text(reports / copy, (models_root / record).read_text())
     page = reports / PAGE
@@ -86,14 +86,14 @@ def _steering_section(found: dict[str, Results], reports: Path, links: str) -> l
     sft, grpo = results.scores("target", TASK, metric), results.scores("grpo", TASK, metric)
     entries = {entry["name"]: entry for entry in results.meta["steering"]["entries"]}
     trained = entries.get("steer-grpo", {}).get("made_by", {})
-    full = json.loads((reports / PAIR).read_text()).get("grpo_training", {}) if (reports / PAIR).is_file() else {}
+    full = json.loads((reports / PAIR_COPY).read_text()).get("grpo_training", {}) if (reports / PAIR_COPY).is_file() else {}
     rows = [("SFT", sft, "-", "-"),
             ("full GRPO", grpo, f"{full['trainable_parameters']:,}" if full else "all", _minutes(full.get("seconds")))]
     for condition in results.meta["steering"]["conditions"]:
         entry = entries[condition["vectors"]]
         how = (_minutes(trained.get("training_seconds")) if condition["vectors"] == "steer-grpo"
                else "none (extracted)")
-        rows.append((f"SFT + {condition['scale']:g} x {STEERING.get(condition['vectors'], condition['vectors'])}",
+        rows.append((f"SFT + {condition['scale']:g} x {STEERING_TITLES.get(condition['vectors'], condition['vectors'])}",
                      results.scores(condition["label"], TASK, metric), f"{entry['numbers']:,}", how))
     rows.append(("SFT + v (merged in memory: GRPO again, up to rounding)", results.scores("merged", TASK, metric),
                  "-", "-"))
@@ -118,13 +118,13 @@ def _minutes(seconds: float | None) -> str:
 
 
 def _sibling_section(reports: Path) -> list[str]:
-    if not (reports / SIBLINGS).is_file():
+    if not (reports / SIBLINGS_COPY).is_file():
         return []
-    siblings = json.loads((reports / SIBLINGS).read_text())
+    siblings = json.loads((reports / SIBLINGS_COPY).read_text())
     lines = ["## The sibling targets", "",
              "Fine-tuned from the pair's initialization, never trained with RL. Distance from SFT: the cosine "
              "and norm ratio of (target − init) against (SFT − init), over all weights (per layer: "
-             f"`{SIBLINGS}`).", "",
+             f"`{SIBLINGS_COPY}`).", "",
              "| target | how it was made | cosine with SFT's update | norm ratio | training |", "|---|---|---|---|---|"]
     for name, sibling in siblings.items():
         overall = sibling["distance_from_sft"]["overall"]
@@ -147,7 +147,7 @@ def _target_section(found: dict[str, Results], links: str) -> list[str]:
         minus = next((k for k, alpha in sweep.items() if alpha == -1), None)
         conditions = [("target + v", "merged", TASK), ("target + v + think", "merged", think),
                       ("target − v", minus, TASK),
-                      *((f"target + {title}", _steered(results, name), TASK) for name, title in STEERING.items()),
+                      *((f"target + {title}", _steered(results, name), TASK) for name, title in STEERING_TITLES.items()),
                       ("GRPO", "grpo", TASK), ("GRPO + think", "grpo", think)]
         cells = [format_estimate(mean_estimate(target))]
         for condition, model, task in conditions:
@@ -174,7 +174,7 @@ def _target_section(found: dict[str, Results], links: str) -> list[str]:
             "training (`rv steer extract`: SFT's mean layer outputs moved toward GRPO's); steering GRPO: 30 x 576 "
             "numbers trained from SFT by GRPO (next section); both added by hooks at scale 1.", "",
             "| target | score | target + v | target + v + think | target − v | "
-            + " | ".join(f"target + {title}" for title in STEERING.values()) + " | GRPO | GRPO + think |",
+            + " | ".join(f"target + {title}" for title in STEERING_TITLES.values()) + " | GRPO | GRPO + think |",
             "|---|---|---|---|---|---|---|---|---|", *rows, "",
             "Which differences the paired test shows (up, down) and which it does not, per target (GRPO and "
             "GRPO + think are the pair's own models, compared with the target):", "", *verdicts, "",
