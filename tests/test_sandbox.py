@@ -122,6 +122,9 @@ def test_an_interpreter_that_cannot_start_is_an_error_not_a_failed_program(monke
         run_program("print('hi')\n")
 
 
+# Both tests below run processes as `nobody`, whose count is what a non-root evaluator's process
+# limit is set from: they must not run at the same time (pytest -n), or each breaks the other.
+@pytest.mark.xdist_group("runs-as-nobody")
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.isdir("/var/cache"),
                     reason="needs root to become another user, and /var/cache")
 def test_as_a_non_root_evaluator_own_files_are_safe_and_own_threads_do_not_count():
@@ -176,6 +179,7 @@ def test_a_process_that_ends_while_processes_are_counted_is_skipped(monkeypatch)
     assert score("    return x + 1\n")["passed"]
 
 
+@pytest.mark.xdist_group("runs-as-nobody")
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to become another user")
 def test_processes_another_user_starts_during_a_run_do_not_stop_it(monkeypatch):
     """Found by CI: programs ran as the shared `nobody`, and RLIMIT_NPROC counts a user's
