@@ -122,6 +122,7 @@ def test_trained_steering_uses_the_full_grpo_budget_and_is_retrained_only_when_s
     from dataclasses import asdict
 
     from rv_merge.demo import pipeline
+    from rv_merge.steering import train
     from rv_merge.steering.artifact import new_vectors
 
     trio = trios(dtype=torch.float32)
@@ -136,7 +137,7 @@ def test_trained_steering_uses_the_full_grpo_budget_and_is_retrained_only_when_s
         return new_vectors(model, torch.ones(config["num_hidden_layers"], config["hidden_size"]),
                            {**asdict(budget), "method": "recorded", "trainable_parameters": 1, "training_seconds": 1})
 
-    monkeypatch.setattr(pipeline, "train_steering", record)
+    monkeypatch.setattr(train, "train_steering", record)
     budget = Budget()
     pipeline.build_trained_steering(budget)
     problems, steering_budget = calls[0]

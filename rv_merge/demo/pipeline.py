@@ -33,7 +33,7 @@ from rv_merge.merge.merge_file import merge_file
 from rv_merge.report.index import write_index
 from rv_merge.steering.artifact import load_vectors, save_vectors
 from rv_merge.steering.extract import extract_increments, read_prompts
-from rv_merge.steering.train import SteeringBudget, train_steering
+from rv_merge.steering.train import SteeringBudget, train_steering_folder
 from rv_merge.recipe.compatibility import check_recipe_file
 from rv_merge.recipe.loading import load_recipe
 from rv_merge.recipe.model_locations import fingerprint_folder
@@ -138,10 +138,7 @@ def build_trained_steering(budget: Budget) -> None:
         print(f"{out}: SFT was retrained or the budget changed since these vectors were trained: training again")
     print(f"training steering vectors from SFT: {steering_budget.steps} GRPO steps, only 30 x 576 numbers "
           "trainable (about as long as the full GRPO: generation dominates) ...", flush=True)
-    steering = train_steering(sft, grpo_problems(budget), steering_budget, out.with_name(out.name + ".work"))
-    save_vectors(steering, out, sft)
-    print(f"wrote {out}: {steering.metadata['made_by']['trainable_parameters']} trained numbers "
-          f"in {steering.metadata['made_by']['training_seconds']} s")
+    train_steering_folder(sft, grpo_problems(budget), steering_budget, out)
 
 
 def write_vector_info(reports: Path) -> None:

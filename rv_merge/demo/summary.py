@@ -25,12 +25,13 @@ TARGETS = {"smollm2-add": "init (SmolLM2-135M-Instruct)", "smollm2-near": "near 
 DTYPE_PAIR = ("smollm2-near-add", "smollm2-near-add-bf16")
 STEERING_RECIPE = "smollm2-steer"
 STEERING_TITLES = {"steer-extracted": "extracted steering", "steer-grpo": "steering GRPO"}  # eval.steering names
+SUMMARIZED = [*TARGETS, *DTYPE_PAIR, STEERING_RECIPE]  # the report folders this page reads
 TASK = "rv_gsm8k"
 README_START, README_END = "<!-- demo-summary: start (rv report --readme) -->", "<!-- demo-summary: end -->"
 
 
 def has_demo_results(reports: Path) -> bool:
-    return any((reports / name / "results.json").is_file() for name in [*TARGETS, *DTYPE_PAIR, STEERING_RECIPE])
+    return any((reports / name / "results.json").is_file() for name in SUMMARIZED)
 
 
 def write_demo_summary(reports: Path, models_root: Path | None = None) -> Path:
@@ -47,8 +48,7 @@ def write_demo_summary(reports: Path, models_root: Path | None = None) -> Path:
 
 def summary_tables(reports: Path, links: str = "") -> str:
     """The demo's tables in markdown (empty sections are left out); report links start with `links`."""
-    found = {name: Results(reports / name) for name in [*TARGETS, *DTYPE_PAIR, STEERING_RECIPE]
-             if (reports / name / "results.json").is_file()}
+    found = {name: Results(reports / name) for name in SUMMARIZED if (reports / name / "results.json").is_file()}
     lines = [f"Main metric of `{TASK}` (exact match, last number) on the same held-out problems in every row. "
              "Δ is paired with the row's target: Newcombe's 95% score interval, and `*` where the exact "
              "McNemar test rejects \"no difference\" at 5%; unmarked differences are not shown.", ""]

@@ -192,9 +192,9 @@ def _steering_metadata(settings: EvalSettings, conditions: Conditions) -> dict |
     entries = []  # lists, in the recipe's order (results.json is written with sorted keys)
     for entry in settings.steering:
         vectors = load_vectors(Path(entry.vectors))
-        entries.append({
-            "name": entry.display_name, "vectors": entry.vectors, "layers": entry.layers, "numbers": vectors.layers * vectors.hidden_size,
-            "made_by": vectors.metadata.get("made_by", {}), "made_for": vectors.metadata.get("model")})
+        entries.append({"name": entry.display_name, "vectors": entry.vectors, "layers": entry.layers,
+                        "numbers": vectors.layers * vectors.hidden_size,
+                        "made_by": vectors.metadata.get("made_by", {}), "made_for": vectors.metadata.get("model")})
     return {"entries": entries,
             "conditions": [{"label": label, **condition} for label, condition in conditions.steering.items()]}
 

@@ -47,10 +47,10 @@ def run_jobs(
         if paths[job].is_file():
             results[job] = load_result(job, paths[job])
             progress(f"[{index}/{len(jobs)}] {job.name}: cached")
-    todo, first_of_key = [], {}  # jobs with one key (the same model and task under two labels) run once
+    todo, queued = [], set()  # jobs with one key (the same model and task under two labels) run once
     for job in jobs:
-        if job not in results and paths[job] not in first_of_key:
-            first_of_key[paths[job]] = job
+        if job not in results and paths[job] not in queued:
+            queued.add(paths[job])
             todo.append(job)
     tracker = _Progress(jobs, len(todo), progress)
 

@@ -103,9 +103,8 @@ def run_extract(base: Path, tuned: Path, prompts_file: Path, limit: int, out: Pa
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from rv_merge.steering.artifact import save_vectors
     from rv_merge.steering.extract import read_problems
-    from rv_merge.steering.train import SteeringBudget, train_steering
+    from rv_merge.steering.train import SteeringBudget, train_steering_folder
 
     out, model = Path(args.out), Path(args.model)
     if out.exists() and not args.force:
@@ -118,10 +117,7 @@ def run_train(args: argparse.Namespace) -> None:
     budget = SteeringBudget(steps=args.steps, learning_rate=args.learning_rate, seed=args.seed)
     print(f"training steering vectors for {model}: {budget.steps} GRPO steps on {len(problems)} problems ...",
           flush=True)
-    steering = train_steering(model, problems, budget, out.with_name(out.name + ".work"))
-    save_vectors(steering, out, model)
-    print(f"wrote {out}: {steering.metadata['made_by']['trainable_parameters']} trained numbers "
-          f"in {steering.metadata['made_by']['training_seconds']} s")
+    train_steering_folder(model, problems, budget, out)
 
 
 def run_info(args: argparse.Namespace) -> None:

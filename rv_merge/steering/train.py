@@ -20,7 +20,7 @@ import torch
 from rv_merge.rewards import answer_reward, prompt
 from rv_merge.errors import DataError
 from rv_merge.steering.apply import add_to_output, decoder_layers
-from rv_merge.steering.artifact import SteeringVectors, new_vectors
+from rv_merge.steering.artifact import SteeringVectors, new_vectors, save_vectors
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,11 @@ def train_steering(model_folder: Path, problems: list[dict], budget: SteeringBud
                "problems": len(rows), "training_seconds": round(time.monotonic() - started)}
     return new_vectors(model_folder, model.steering_vectors.detach().clone(), made_by)
 
+
+def train_steering_folder(model_folder: Path, problems: list[dict], budget: SteeringBudget, out: Path) -> None:
+    """`train_steering`, then write the vectors to the steering folder `out` (atomically; trl's
+    scratch goes beside it)."""
+    steering = train_steering(model_folder, problems, budget, out.with_name(out.name + ".work"))
+    save_vectors(steering, out, model_folder)
+    made_by = steering.metadata["made_by"]
+    print(f"wrote {out}: {made_by['trainable_parameters']} trained numbers in {made_by['training_seconds']} s")

@@ -58,22 +58,23 @@ def build_pair(settings: EvalSettings, context: EvalContext, root: Path = ROOT, 
         train_grpo(sft, grpo, budget)
         grpo_seconds = round(time.monotonic() - grpo_started)
     fingerprints = {"sft": fingerprint_folder(sft), "grpo": fingerprint_folder(grpo)}
-    if record.get("fingerprints") != fingerprints:  # new, a model retrained, or an older format
+    changed = record.get("fingerprints") != fingerprints  # new, a model retrained, or an older format
+    if changed:
         print("checking GRPO against SFT on held-out problems ...", flush=True)
         gain, sft_scores, grpo_scores = grpo_gain(sft, grpo, data, settings, context)
-        summary = {"sft_accuracy": sum(sft_scores) / len(sft_scores),
-                   "grpo_accuracy": sum(grpo_scores) / len(grpo_scores),
-                   "gain": gain.value, "gain_interval": list(gain.interval), "gain_p_value": gain.p_value,
-                   "gain_method": gain.method, "problems": gain.n,
-                   "gain_shown": gain.excludes_zero and gain.value > 0,
-                   "budget": asdict(budget), "build_seconds": round(time.monotonic() - started),
-                   "fingerprints": fingerprints}
-        write_json(summary_path, summary)
-    record = json.loads(summary_path.read_text())
+        record = {"sft_accuracy": sum(sft_scores) / len(sft_scores),
+                  "grpo_accuracy": sum(grpo_scores) / len(grpo_scores),
+                  "gain": gain.value, "gain_interval": list(gain.interval), "gain_p_value": gain.p_value,
+                  "gain_method": gain.method, "problems": gain.n,
+                  "gain_shown": gain.excludes_zero and gain.value > 0,
+                  "budget": asdict(budget), "build_seconds": round(time.monotonic() - started),
+                  "fingerprints": fingerprints}
     if grpo_seconds or "grpo_training" not in record:  # a record from before these were kept: no time
         record["grpo_training"] = {"trainable_parameters": _parameter_count(grpo), "seconds": grpo_seconds}
+        changed = True
+    if changed:
         write_json(summary_path, record)
-    return json.loads(summary_path.read_text())
+    return record
 
 
 def _parameter_count(model: Path) -> int:
