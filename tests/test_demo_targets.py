@@ -133,6 +133,7 @@ def test_trained_steering_uses_the_full_grpo_budget_and_is_retrained_only_when_s
 
     def record(model, problems, budget, work):
         calls.append((problems, budget))
+        work.mkdir(parents=True)  # as trl does (empty: no checkpoints)
         config = json.loads((model / "config.json").read_text())
         return new_vectors(model, torch.ones(config["num_hidden_layers"], config["hidden_size"]),
                            {**asdict(budget), "method": "recorded", "trainable_parameters": 1, "training_seconds": 1})
@@ -140,6 +141,7 @@ def test_trained_steering_uses_the_full_grpo_budget_and_is_retrained_only_when_s
     monkeypatch.setattr(train, "train_steering", record)
     budget = Budget()
     pipeline.build_trained_steering(budget)
+    assert not pipeline.TRAINED_STEERING.with_name("steer-grpo.work").exists()  # trl's empty scratch removed
     problems, steering_budget = calls[0]
     assert problems == grpo_problems(budget)
     assert (steering_budget.steps, steering_budget.prompts_per_step, steering_budget.num_generations,

@@ -81,8 +81,13 @@ def train_steering(model_folder: Path, problems: list[dict], budget: SteeringBud
 
 def train_steering_folder(model_folder: Path, problems: list[dict], budget: SteeringBudget, out: Path) -> None:
     """`train_steering`, then write the vectors to the steering folder `out` (atomically; trl's
-    scratch goes beside it)."""
-    steering = train_steering(model_folder, problems, budget, out.with_name(out.name + ".work"))
+    scratch goes beside it, and is removed when empty, as trl leaves it without checkpoints)."""
+    work = out.with_name(out.name + ".work")
+    steering = train_steering(model_folder, problems, budget, work)
     save_vectors(steering, out, model_folder)
+    try:
+        work.rmdir()  # only if empty: whatever is in it stays
+    except OSError:
+        pass
     made_by = steering.metadata["made_by"]
     print(f"wrote {out}: {made_by['trainable_parameters']} trained numbers in {made_by['training_seconds']} s")
