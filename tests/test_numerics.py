@@ -157,6 +157,25 @@ def test_bfloat16_rounding_matches_a_search_of_all_bfloat16_values(path):
     assert differing == 0, f"{differing} of {values.numel()} values differ"
 
 
+def test_parts_merged_on_several_threads_cover_the_tensor_and_report_overflow(monkeypatch):
+    """The kernel cuts large tensors into parts for several cores: every part is written, with
+    the reference's bits, and an overflow in any part (here the last, partial one) is seen."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rv_merge.merge import cpu_kernel
+
+    monkeypatch.setattr(cpu_kernel, "PART_ELEMENTS", 1000)
+    monkeypatch.setattr(cpu_kernel, "_WORKERS", ThreadPoolExecutor(max_workers=3))
+    generator = torch.Generator().manual_seed(11)
+    target, sft = (torch.randn(10_001, generator=generator).to(torch.bfloat16) for _ in range(2))
+    grpo = (sft.double() + 1e-3 * torch.randn(10_001, generator=generator, dtype=torch.float64)).to(torch.bfloat16)
+    out = torch.full_like(target, float("nan"))
+    assert merge_into(out, target, 0.37, grpo, sft) is True
+    assert_bit_identical(out, reference(target, sft, grpo, 0.37, torch.bfloat16))
+    grpo[-1] = 3e38
+    assert merge_into(out, target, 2.0, grpo, sft) is False
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_torch_path_with_accelerator_blocks_gives_the_cpu_kernel_bits(dtype):
     """What `--device cuda` runs (the torch path, 16M-element blocks), here on CPU."""

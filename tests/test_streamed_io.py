@@ -119,3 +119,30 @@ def test_a_sharded_merge_equals_the_unsharded_one_and_loads_in_transformers(toy,
     assert all(torch.equal(one[k].view(torch.uint8), many[k].view(torch.uint8)) for k in one)
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "many", dtype=torch.bfloat16)
     assert torch.equal(model.model.embed_tokens.weight, one["model.embed_tokens.weight"])
+
+
+def test_during_a_merge_the_executor_finds_its_targets_by_set_and_is_restored_after(tmp_path):
+    """The executor's targets answer `in` from a set during a guarded merge (and stay a list
+    in mergekit's order); afterwards mergekit's own Executor is back."""
+    from mergekit.graph import Executor, Task
+
+    from rv_merge.merge.tensor_reader import reader_for
+    from rv_merge.patches import mergekit as mergekit_patches
+
+    class Constant(Task[int]):
+        value: int
+
+        def arguments(self):
+            return {}
+
+        def execute(self):
+            return self.value
+
+    tasks = [Constant(value=i) for i in range(5)]
+    with mergekit_patches.streamed_merge_io(StreamingTensorWriter, reader_for):
+        executor = Executor(tasks[:3])
+        assert isinstance(executor.targets, list) and len(executor.targets) == 3
+        assert [handle.task() for handle in executor.targets] == tasks[:3]
+        assert all(handle in executor.targets for handle in executor.targets)
+        assert [value for _, value in executor.run(quiet=True)] == [0, 1, 2]
+    assert type(Executor(tasks).targets) is list

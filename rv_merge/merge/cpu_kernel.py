@@ -5,7 +5,9 @@ torch computes `target + c * (plus - minus)` in float64 as about ten passes over
 which on CPU costs more than reading and writing the tensors. Compiled with numba, the same
 float64 operations in the same order, followed by a round to nearest even on the bits, take
 one pass: about five times faster on one core, and identical bits (tests/test_numerics.py
-checks it against the torch path and an independent reference).
+checks it against the torch path and an independent reference). Large tensors are cut into
+parts merged on every usable core at once (the loop releases the GIL); each element is
+computed alone, so the parts give the same bits as one pass.
 
 Supported: output bfloat16 or float32; inputs bfloat16, float32 or float64 (stored vectors).
 `merge_into` returns None for anything else, and the caller uses the torch path.
@@ -13,6 +15,8 @@ Supported: output bfloat16 or float32; inputs bfloat16, float32 or float64 (stor
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import numba
@@ -24,6 +28,12 @@ from numba.extending import intrinsic, overload
 
 INPUT_DTYPES = {torch.bfloat16: np.uint16, torch.float32: np.float32, torch.float64: np.float64}
 OUTPUT_DTYPES = {torch.bfloat16: np.uint16, torch.float32: np.float32}
+# Tensors with fewer elements run in one piece (a part costs ~10 us to hand out); larger ones in
+# parts of at least this many elements, four per core so that a core slowed by other work
+# (the output writer, page faults on the inputs) does not hold the others up.
+PART_ELEMENTS = 1 << 20
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+_WORKERS = ThreadPoolExecutor(max_workers=CORES, thread_name_prefix="rv-merge kernel") if CORES > 1 else None
 
 
 def merge_into(out: torch.Tensor, target: torch.Tensor, coefficient: float, plus: torch.Tensor,
@@ -35,10 +45,17 @@ def merge_into(out: torch.Tensor, target: torch.Tensor, coefficient: float, plus
     if out.device.type != "cpu" or out.dtype not in OUTPUT_DTYPES or \
             any(t.dtype not in INPUT_DTYPES or t.device.type != "cpu" for t in tensors):
         return None
-    arrays = [_as_array(t, INPUT_DTYPES[t.dtype]) for t in tensors]
-    non_finite = _merge(_as_array(out, OUTPUT_DTYPES[out.dtype]), arrays[0], arrays[1],
-                        None if minus is None else arrays[2], float(coefficient))
-    return non_finite == 0
+    arrays = [_as_array(out, OUTPUT_DTYPES[out.dtype])]
+    arrays += [_as_array(t, INPUT_DTYPES[t.dtype]) for t in tensors]
+    if minus is None:
+        arrays.append(None)
+    size = out.numel()
+    part = max(PART_ELEMENTS, -(-size // (4 * CORES)))
+    if _WORKERS is None or size < 2 * PART_ELEMENTS:
+        return _merge(*arrays, float(coefficient)) == 0
+    parts = [_WORKERS.submit(_merge, *[None if a is None else a[start:start + part] for a in arrays],
+                             float(coefficient)) for start in range(0, size, part)]
+    return not any([p.result() for p in parts])
 
 
 def _as_array(tensor: torch.Tensor, numpy_dtype) -> np.ndarray:
@@ -51,17 +68,17 @@ def _as_array(tensor: torch.Tensor, numpy_dtype) -> np.ndarray:
 
 @numba.njit(nogil=True, cache=True)
 def _merge(out, target, plus, minus, coefficient):
-    """The loop; returns how many results are NaN or infinite."""
+    """The loop; returns nonzero if any result is NaN or infinite. Written without branches
+    on the values, so that the compiler can work on several elements per instruction."""
     non_finite = 0
     for i in range(out.size):
         x = _widen(plus[i])
         if minus is not None:
             x -= _widen(minus[i])
-        if coefficient != 1.0:
-            x *= coefficient
+        x *= coefficient  # exact when the coefficient is 1
         x += _widen(target[i])
         out[i] = _narrow(x, out[i])
-        non_finite += not np.isfinite(x) or _overflows(out[i])
+        non_finite |= _non_finite(out[i])
     return non_finite
 
 
@@ -79,15 +96,15 @@ def _widen_by_type(value):
     return lambda value: np.float64(value)
 
 
-def _overflows(value):
-    """Whether a finite float64 became infinite in the output type."""
+def _non_finite(value):
+    """Nonzero if an output element is NaN or infinite (an overflow is infinite)."""
 
 
-@overload(_overflows, inline="always")
-def _overflows_by_type(value):
-    if isinstance(value, types.Integer):  # bfloat16 bits: exponent all ones
-        return lambda value: (value & np.uint16(0x7F80)) == np.uint16(0x7F80)
-    return lambda value: not np.isfinite(value)
+@overload(_non_finite, inline="always")
+def _non_finite_by_type(value):
+    if isinstance(value, types.Integer):  # bfloat16 bits: exponent all ones carries into bit 15
+        return lambda value: ((value & np.uint16(0x7F80)) + np.uint16(0x80)) & np.uint16(0x8000)
+    return lambda value: np.uint16(not np.isfinite(value))
 
 
 def _narrow(value, like):
@@ -103,21 +120,22 @@ def _narrow_by_type(value, like):
 
 @numba.njit(inline="always")
 def _bfloat16_bits(x):
-    """The bfloat16 nearest to float64 `x` (ties to even), as bits; overflow gives infinity."""
-    bits = _bits_of_float64(x)
-    sign = np.uint16((bits >> np.uint64(48)) & np.uint64(0x8000))
-    magnitude = bits & np.uint64(0x7FFFFFFFFFFFFFFF)
-    if magnitude >= np.uint64(0x7FF0000000000000):  # infinity or NaN
-        return sign | np.uint16(0x7F80 if magnitude == np.uint64(0x7FF0000000000000) else 0x7FC0)
-    if magnitude < np.uint64(0x3810000000000000):  # below 2**-126: subnormal, steps of 2**-133
-        return sign | np.uint16(np.rint(abs(x) * 2.0**133))  # exact scaling; rint ties to even
-    # Keep 7 of the 52 fraction bits: add just under half of the dropped part, plus the last
-    # kept bit (ties to even); a carry into the exponent is the right result.
-    rounded = magnitude + np.uint64((1 << 44) - 1) + ((magnitude >> np.uint64(45)) & np.uint64(1))
-    exponent = (rounded >> np.uint64(52)) - np.uint64(1023 - 127)
-    if exponent >= np.uint64(255):
-        return sign | np.uint16(0x7F80)
-    return sign | np.uint16((exponent << np.uint64(7)) | ((rounded >> np.uint64(45)) & np.uint64(0x7F)))
+    """The bfloat16 nearest to float64 `x` (ties to even), as bits.
+
+    Rounding to float32 first and then to bfloat16 would round twice, which is wrong when the
+    first rounding lands on a bfloat16 tie. Rounded "to odd" instead (toward zero, then the last
+    bit set if anything was dropped), the float32 keeps that information and the second
+    rounding is correct: float32 has more than two bits beyond bfloat16's at every exponent,
+    subnormals included. Overflow gives infinity, NaN stays NaN.
+    """
+    single = np.float32(x)
+    back = np.float64(single)
+    bits = _bits_of_float32(single)
+    bits -= np.uint32(abs(back) > abs(x))  # rounded away from zero: step back
+    bits |= np.uint32(back != x)  # inexact: sticky last bit
+    bits = np.uint32(0x7FC00000) if x != x else bits  # any NaN: a quiet one (no payload carries out)
+    bits += np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))  # to nearest, ties to even
+    return np.uint16(bits >> np.uint32(16))
 
 
 @intrinsic
@@ -129,8 +147,8 @@ def _float32_from_bits(typingctx, bits):
 
 
 @intrinsic
-def _bits_of_float64(typingctx, value):
+def _bits_of_float32(typingctx, value):
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
+        return builder.bitcast(args[0], ir.IntType(32))
 
-    return types.uint64(types.float64), codegen
+    return types.uint32(types.float32), codegen

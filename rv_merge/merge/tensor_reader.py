@@ -58,6 +58,7 @@ class SafetensorsReader:
         aligned = offset - offset % mmap.ALLOCATIONGRANULARITY
         mapping = mmap.mmap(self._descriptor(path), offset - aligned + size, flags=mmap.MAP_PRIVATE,
                             prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=aligned)
+        mapping.madvise(mmap.MADV_WILLNEED)  # start reading it from disk now, not page by page at first touch
         data = torch.frombuffer(mapping, dtype=torch.uint8, count=size, offset=offset - aligned)
         return data.view(dtype).view(shape).to(device)  # the tensor keeps `mapping` alive
 
