@@ -3,9 +3,10 @@
 torch computes `target + c * (plus - minus)` in float64 as about ten passes over each block
 (three conversions, the arithmetic, and a correct rounding built from several operations),
 which on CPU costs more than reading and writing the tensors. Compiled with numba, the same
-float64 operations in the same order, followed by a round to nearest even on the bits, take
-one pass: about five times faster on one core, and identical bits (tests/test_numerics.py
-checks it against the torch path and an independent reference). Large tensors are cut into
+float64 operations in the same order, followed by one correct rounding written without
+branches on the values (so the compiler works on several elements per instruction), take one
+pass and give identical bits (tests/test_numerics.py checks them against the torch path and an
+independent reference; bench/bench_merge.py measures the speed). Large tensors are cut into
 parts merged on every usable core at once (the loop releases the GIL); each element is
 computed alone, so the parts give the same bits as one pass.
 
