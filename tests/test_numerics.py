@@ -161,8 +161,9 @@ def test_bfloat16_rounding_matches_a_search_of_all_bfloat16_values(path):
 def test_a_nan_of_any_payload_is_reported_not_rounded_into_a_number(bits):
     """A NaN whose payload is all ones would carry out of the bfloat16 rounding step and wrap
     around to a finite number (0 or -0) if the kernel treated it like any other value."""
-    vector = torch.from_numpy(np.array([0.5, bits], dtype=np.uint64).view(np.float64))
-    vector[0] = 0.5
+    values = np.array([0.5, 0.0])
+    values.view(np.uint64)[1] = bits
+    vector = torch.from_numpy(values)
     out = torch.empty(2, dtype=torch.bfloat16)
     assert merge_into(out, torch.zeros(2, dtype=torch.bfloat16), 1.0, vector, None) is False
     assert out[0].item() == 0.5 and torch.isnan(out[1])

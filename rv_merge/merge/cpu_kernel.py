@@ -47,9 +47,7 @@ def merge_into(out: torch.Tensor, target: torch.Tensor, coefficient: float, plus
             any(t.dtype not in INPUT_DTYPES or t.device.type != "cpu" for t in tensors):
         return None
     arrays = [_as_array(out, OUTPUT_DTYPES[out.dtype])]
-    arrays += [_as_array(t, INPUT_DTYPES[t.dtype]) for t in tensors]
-    if minus is None:
-        arrays.append(None)
+    arrays += [None if t is None else _as_array(t, INPUT_DTYPES[t.dtype]) for t in (target, plus, minus)]
     size = out.numel()
     part = max(PART_ELEMENTS, -(-size // (4 * CORES)))
     if _WORKERS is None or size < 2 * PART_ELEMENTS:

@@ -146,12 +146,12 @@ def _is_vector_entry(entry) -> bool:
 
 
 # Set by streamed_merge_io for the duration of a guarded merge.
-_READERS = {"reader_for": None, "readers": {}, "vector_paths": None}
+_GUARDED_MERGE = {"reader_for": None, "readers": {}, "vector_paths": None}
 
 
 def _is_vector_path(path: str) -> bool:
     """is_vector_folder, remembered for the rest of a guarded merge."""
-    known = _READERS["vector_paths"]
+    known = _GUARDED_MERGE["vector_paths"]
     if known is None:
         return is_vector_folder(path)
     if path not in known:
@@ -165,11 +165,11 @@ def _get(self, model):
             self.loaders[model] = VectorLoader(model.model.path)
         return self.loaders[model]
     loader = _ORIGINALS["mergekit.io.tasks.LoaderCache.get"](self, model)
-    if _READERS["reader_for"] is None:
+    if _GUARDED_MERGE["reader_for"] is None:
         return loader
-    readers = _READERS["readers"]
+    readers = _GUARDED_MERGE["readers"]
     if model not in readers:
-        readers[model] = _READERS["reader_for"](loader) or loader
+        readers[model] = _GUARDED_MERGE["reader_for"](loader) or loader
     return readers[model]
 
 
@@ -228,7 +228,7 @@ def streamed_merge_io(writer_class: type, reader_for: Callable) -> Iterator[None
 
     io_tasks.TensorWriter = make_writer
     Executor.__init__ = executor_init
-    _READERS.update(reader_for=reader_for, readers={}, vector_paths={})
+    _GUARDED_MERGE.update(reader_for=reader_for, readers={}, vector_paths={})
     try:
         yield
     except BaseException:
@@ -238,9 +238,9 @@ def streamed_merge_io(writer_class: type, reader_for: Callable) -> Iterator[None
     finally:
         io_tasks.TensorWriter = TensorWriter
         Executor.__init__ = _ORIGINALS["mergekit.graph.Executor.__init__"]
-        for reader in _READERS["readers"].values():
+        for reader in _GUARDED_MERGE["readers"].values():
             reader.flush()
-        _READERS.update(reader_for=None, readers={}, vector_paths=None)
+        _GUARDED_MERGE.update(reader_for=None, readers={}, vector_paths=None)
 
 
 class _TargetList(list):
