@@ -3,12 +3,17 @@
 mergekit maps each safetensors file whole. Every page of a mapped file that a merge
 touches stays in the process's resident set until the file is closed, which mergekit does
 only when it moves on to another shard: merging three single-file 7B checkpoints would hold
-45 GB. This reader keeps mergekit's loader interface but maps each tensor on its own
-(private, copy-on-write: the file is never written). The tensor holds its mapping, so
-when mergekit drops the tensor the mapping goes with it, and the resident memory of the
-inputs is the tensors in flight, whatever the model size. Mapping (rather than reading
-into fresh memory) also spares the kernel from zeroing new pages: the page cache's pages
-are used as they are. It is used for every guarded merge of safetensors checkpoints (see
+45 GB. This reader keeps mergekit's loader interface but maps each tensor on its own.
+The tensor holds its mapping, so when mergekit drops the tensor the mapping goes with it,
+and the resident memory of the inputs is the tensors in flight, whatever the model size.
+Mapping (rather than reading into fresh memory) also spares the kernel from zeroing new
+pages: the page cache's pages are used as they are.
+
+The maps are read-only. Nothing in a `reasoning_vector` merge writes into its inputs (the
+method, mergekit's dtype alignment and vocabulary alignment all build new tensors), and a
+write would fault rather than reach the file. Read-only maps are also much cheaper to fault
+in than writable private ones: on a warm 0.5B trio, the merge kernel's pass over them took
+0.55 s against 0.92 s. It is used for every guarded merge of safetensors checkpoints (see
 rv_merge.patches.mergekit.streamed_merge_io).
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -56,10 +62,12 @@ class SafetensorsReader:
         if not size:
             return torch.empty(shape, dtype=dtype, device=device)
         aligned = offset - offset % mmap.ALLOCATIONGRANULARITY
-        mapping = mmap.mmap(self._descriptor(path), offset - aligned + size, flags=mmap.MAP_PRIVATE,
-                            prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=aligned)
+        mapping = mmap.mmap(self._descriptor(path), offset - aligned + size, flags=mmap.MAP_SHARED,
+                            prot=mmap.PROT_READ, offset=aligned)
         mapping.madvise(mmap.MADV_WILLNEED)  # start reading it from disk now, not page by page at first touch
-        data = torch.frombuffer(mapping, dtype=torch.uint8, count=size, offset=offset - aligned)
+        with warnings.catch_warnings():  # torch warns that the buffer is read-only: that is the point
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.frombuffer(mapping, dtype=torch.uint8, count=size, offset=offset - aligned)
         return data.view(dtype).view(shape).to(device)  # the tensor keeps `mapping` alive
 
     def flush(self) -> None:
