@@ -187,14 +187,16 @@ def bench_size(size: str, repeats: int, device: str) -> dict:
 
 
 def warm_or_drop_page_cache(inputs: list[str], warm: bool) -> None:
-    """Read the inputs into the page cache, or drop the page cache (needs root)."""
+    """Read the inputs into the page cache, or drop the page cache (needs root). Either way,
+    no dirty pages are left: a run that starts while the last one's output is still being
+    written back to disk would have its own writes held up by it."""
+    os.sync()
     if warm:
         for path in inputs:
             with open(path, "rb") as handle:
                 while handle.read(1 << 24):
                     pass
         return
-    os.sync()
     try:
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
     except OSError as error:

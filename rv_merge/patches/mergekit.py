@@ -1,6 +1,6 @@
 """Every change rv-merge makes to mergekit's internals (written for mergekit >=0.1.5,<0.2).
 
-mergekit has no plugin mechanism, so three things are patched:
+mergekit has no plugin mechanism, so four things are patched:
 
 1. `mergekit.merge.run_merge` is wrapped, so that plain `mergekit-yaml` and `mergekit-multi`
    pass `reasoning_vector` recipes through rv_merge's checks and atomic write (the guard
