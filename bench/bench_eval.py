@@ -57,7 +57,7 @@ def rv_eval(limit: int, batch_size: int, tokenizer) -> tuple[float, int, float]:
 def lm_eval_run(limit: int, batch_size: int, tokenizer) -> tuple[float, int, float]:
     out = WORK / f"lm-eval-{batch_size}"
     command = [str(Path(sys.executable).parent / "lm-eval"), "run", "--model", "hf", "--model_args",
-               f"pretrained={MODEL},dtype=float32,device=cpu", "--tasks", TASK, "--include_path",
+               f"pretrained={MODEL},dtype=float32", "--device", "cpu", "--tasks", TASK, "--include_path",
                str(suite.TASKS_DIR), "--metadata", json.dumps({"rv_data": str(DATA.resolve())}), "--limit",
                str(limit), "--num_fewshot", "0", "--gen_kwargs", "max_gen_toks=48", "--batch_size", str(batch_size),
                "--output_path", str(out), "--log_samples"]

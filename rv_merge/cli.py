@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     tasks = commands.add_parser("tasks", help="list the evaluation tasks in evals/tasks")
     tasks.add_argument("--json", action="store_true", help="machine-readable output")
 
-    from rv_merge.vectors import commands as vector_commands
+    from rv_merge.vectors.arguments import add_vector_parser
 
-    vector_commands.add_parser(commands)
+    add_vector_parser(commands)
     from rv_merge.steering import commands as steering_commands
 
     steering_commands.add_parser(commands)
@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "tasks":
             run_tasks(as_json=args.json)
         elif args.command == "vector":
+            from rv_merge.vectors import commands as vector_commands
+
             vector_commands.run(args)
         elif args.command == "steer":
             steering_commands.run(args)

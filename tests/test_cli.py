@@ -109,6 +109,14 @@ def test_startup_hook_imports_nothing_heavy():
     assert not {m for m in imported if m.split(".")[0] in {"mergekit", "torch", "rv_merge", "transformers"}}
 
 
+def test_rv_help_imports_no_torch():
+    """Building the `rv` parser imports each command's arguments, not its work."""
+    code = ("import sys\nfrom rv_merge.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'mergekit', 'lm_eval', 'transformers'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_hook_files_are_recorded_for_uninstall():
     files = {str(f) for f in importlib.metadata.files("rv-merge")}
     assert {"rv_merge_hook.pth", "_rv_merge_hook.py"} <= files
