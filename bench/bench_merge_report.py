@@ -20,9 +20,9 @@ def append_section(results: dict, benchmarks: Path) -> None:
         "measured rounds, which run the methods in turn; one unmeasured round first when the trio fits in "
         "the page cache). Every run starts from the same page cache: its inputs just read (warm) when "
         "three inputs and an output fit in 60% of memory, else an empty cache (cold: dropped before each "
-        "run), whatever ran before, and with nothing left to write back (synced first). Peak RSS: the process's high-water mark (file-backed pages included); peak "
-        "anonymous: polled every 20 ms. Ratios are to the I/O floor of the same size (read the three "
-        "inputs, write one output).",
+        "run), whatever ran before, and with nothing left to write back (synced first). Peak RSS: the "
+        "process's high-water mark (file-backed pages included); peak anonymous: polled every 20 ms. "
+        "Ratios are to the I/O floor of the same size (read the three inputs, write one output).",
         f"Command: `.venv/bin/python {results['command']}`\n",
         "| size | parameters | page cache, rounds | run | merge (s) | / I/O floor | wall (s) | peak RSS (MiB) "
         "| peak anonymous (MiB) | values not bit-identical to float64 rounded once |",

@@ -1,5 +1,5 @@
-"""The arguments of `rv vector ...` (kept apart from rv_merge.vectors.commands, which runs
-them, so that building the `rv` parser imports no torch: `rv --help` and `rv check` stay quick)."""
+"""The arguments of `rv vector ...`, kept apart from rv_merge.vectors.commands, which runs
+them: building the `rv` parser imports no torch, so `rv --help` and usage errors are quick."""
 
 from __future__ import annotations
 
