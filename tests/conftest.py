@@ -13,9 +13,11 @@ import torch
 import yaml
 
 from rv_merge.demo.toy_models import build_toy_trio
+from tests.forked_scripts import ForkServer
 
 BIN = Path(sys.executable).parent
 OFFLINE_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+FORKED = ForkServer(OFFLINE_ENV)  # one per pytest process, started at its first use
 
 
 @pytest.fixture(scope="session")
@@ -60,18 +62,33 @@ def write_recipe(path: Path, recipe: dict | str) -> Path:
 
 
 def mergekit_yaml(recipe: Path, out: Path, *, env: dict | None = None, cwd=None):
-    """Run the real, unmodified mergekit-yaml console script in a subprocess."""
-    return subprocess.run(
-        [str(BIN / "mergekit-yaml"), str(recipe), str(out), "--quiet"],
-        capture_output=True, text=True, env=env or OFFLINE_ENV, cwd=cwd, timeout=600,
-    )
+    """Run the real, unmodified mergekit-yaml console script in its own process."""
+    return run_script("mergekit-yaml", [recipe, out, "--quiet"], env=env, cwd=cwd)
 
 
 def rv(*args, env: dict | None = None, cwd=None):
-    return subprocess.run(
-        [str(BIN / "rv"), *map(str, args)],
-        capture_output=True, text=True, env=env or OFFLINE_ENV, cwd=cwd, timeout=600,
-    )
+    return run_script("rv", list(args), env=env, cwd=cwd)
+
+
+def run_script(script: str, args: list, *, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    """A console script of the venv run to the end: forked after its imports when the
+    environment allows it (tests/forked_scripts.py), else as a fresh subprocess."""
+    env = env or OFFLINE_ENV
+    if FORKED.can_run(env):
+        return FORKED.run(BIN / script, args, env, cwd)
+    return subprocess.run([str(BIN / script), *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=600)
+
+
+def stray_processes() -> list:
+    """This test process's descendants, but for the fork server (which outlives the tests)."""
+    import psutil
+
+    return [p for p in psutil.Process().children(recursive=True) if p.pid != FORKED.pid()]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    FORKED.close()
 
 
 def copy_model(src: Path, dst: Path) -> Path:

@@ -1,8 +1,10 @@
 """kill -9 at seeded random points of a merge, a vector extraction and an evaluation.
 
 After every kill: the previous output is intact or the new one is complete (never missing,
-never half-written), and the next run finishes without serving anything partial. Kill
-points are drawn uniformly over the time a full run takes (measured first), from a fixed seed.
+never half-written), and the next run finishes without serving anything partial. Every run
+is forked after its imports (tests/forked_scripts.py), where nothing has been written yet,
+so kill points, drawn uniformly over the time a full run takes (measured first, the same
+way) from a fixed seed, all fall on the work.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import hashlib
 import json
 import random
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import BIN, OFFLINE_ENV, load_tensors, recipe_dict, write_recipe
+from tests.conftest import BIN, FORKED, OFFLINE_ENV, load_tensors, recipe_dict, run_script, write_recipe
 
 pytestmark = pytest.mark.xdist_group("faults")
 REPO = Path(__file__).resolve().parents[1]
@@ -28,19 +29,19 @@ KILLS = 20
 
 def timed(command: list[str], env: dict) -> float:
     started = time.monotonic()
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    result = run_script(command[0], command[1:], env=env)
     assert result.returncode == 0, [line for line in result.stderr.splitlines() if "it/s]" not in line][-15:]
     return time.monotonic() - started
 
 
 def killed_at(command: list[str], env: dict, delay: float) -> None:
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    """Run the command in a process forked after its imports, and SIGKILL it after `delay` s
+    (if it still runs)."""
+    assert FORKED.can_run(env)
     try:
-        process.wait(timeout=delay)
+        FORKED.wait(FORKED.start(BIN / command[0], command[1:], env), timeout=delay)
     except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        pass
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -59,20 +60,20 @@ def test_kill_during_merge_leaves_the_previous_or_the_new_output(toy, tmp_path):
                                                                      alpha=alpha)) for alpha in (0.5, 1.5)]
     expected = {}
     for recipe in recipes:  # the two complete outputs, and how long a merge takes
-        duration = timed([str(BIN / "rv"), "merge", str(recipe), str(tmp_path / recipe.stem), "--quiet"], OFFLINE_ENV)
+        duration = timed(["rv", "merge", str(recipe), str(tmp_path / recipe.stem), "--quiet"], OFFLINE_ENV)
         expected[recipe] = tensors_digest(load_tensors(tmp_path / recipe.stem))
     out = tmp_path / "out"
-    timed([str(BIN / "rv"), "merge", str(recipes[0]), str(out), "--quiet"], OFFLINE_ENV)
+    timed(["rv", "merge", str(recipes[0]), str(out), "--quiet"], OFFLINE_ENV)
     rng, outcomes = random.Random(1234), []
     for kill in range(KILLS):
         recipe = recipes[(kill + 1) % 2]
-        killed_at([str(BIN / "rv"), "merge", str(recipe), str(out), "--force", "--quiet"], OFFLINE_ENV,
+        killed_at(["rv", "merge", str(recipe), str(out), "--force", "--quiet"], OFFLINE_ENV,
                   rng.uniform(0, duration * 1.1))
         assert out.is_dir(), f"kill {kill}: OUT is missing"
         state = tensors_digest(load_tensors(out))
         assert state in expected.values(), f"kill {kill}: OUT is neither the previous nor the new merge"
         outcomes.append(state == expected[recipe])
-    timed([str(BIN / "rv"), "merge", str(recipes[0]), str(out), "--force", "--quiet"], OFFLINE_ENV)
+    timed(["rv", "merge", str(recipes[0]), str(out), "--force", "--quiet"], OFFLINE_ENV)
     assert tensors_digest(load_tensors(out)) == expected[recipes[0]]
     assert staging_left(tmp_path) == []  # the last run removed what the killed ones left
     assert 0 < sum(outcomes) < KILLS  # the kill points fell both before and after the swap
@@ -82,7 +83,7 @@ def test_kill_during_vector_extraction_leaves_no_partial_vector(toy, tmp_path):
     from rv_merge.recipe.vector_folder import dense_tensors
 
     out = tmp_path / "vector"
-    command = [str(BIN / "rv"), "vector", "extract", "--sft", str(toy["sft"]), "--grpo", str(toy["grpo"]),
+    command = ["rv", "vector", "extract", "--sft", str(toy["sft"]), "--grpo", str(toy["grpo"]),
                "--out", str(out), "--force"]
     duration = timed(command, OFFLINE_ENV)
     complete = tensors_digest(dict(dense_tensors(out)))
@@ -109,7 +110,7 @@ def test_kill_during_evaluation_never_serves_a_partial_result(toy, tmp_path):
     path = write_recipe(tmp_path / "faults.yml", recipe)
 
     def command(reports: str) -> list[str]:
-        return [str(BIN / "rv"), "eval", str(path), "--data", str(REPO / "evals" / "data"),
+        return ["rv", "eval", str(path), "--data", str(REPO / "evals" / "data"),
                 "--reports", str(tmp_path / reports)]
 
     reference_env = {**OFFLINE_ENV, "RV_STORE": str(tmp_path / "reference-store")}

@@ -13,6 +13,7 @@ import pytest
 
 from rv_merge.evaluate import humaneval
 from rv_merge.evaluate.sandbox import Limits, isolation, run_program
+from tests.conftest import stray_processes
 
 PROMPT = "import os, socket, sys\n\n\ndef add_one(x):\n"
 TEST = "def check(candidate):\n    assert candidate(1) == 2\n"
@@ -52,7 +53,7 @@ def test_resource_attacks_fail_with_a_reason(body, reason):
     result = score(body)
     assert not result["passed"]
     assert any(r in result["reason"] for r in reason), result["reason"]
-    assert psutil.Process().children(recursive=True) == []  # no stray process survives
+    assert stray_processes() == []  # no stray process survives
 
 
 def test_writing_and_deleting_outside_the_sandbox_fails(tmp_path):

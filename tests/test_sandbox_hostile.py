@@ -6,11 +6,11 @@ answer followed by an exit with status 0), or reached the nonce that proves it."
 
 from __future__ import annotations
 
-import psutil
 import pytest
 
 from rv_merge.evaluate import humaneval
 from rv_merge.evaluate.sandbox import Limits
+from tests.conftest import stray_processes
 
 PROMPT = "import os, sys\n\n\ndef add_one(x):\n"
 EQUALS = "def check(candidate):\n    assert candidate(1) == 2\n"
@@ -91,7 +91,7 @@ def test_hostile_completion_fails_with_its_reason(name):
     result = run(completion, tests)
     assert not result["passed"], name
     assert reason in result["reason"], (name, result["reason"])
-    assert psutil.Process().children(recursive=True) == []  # the evaluator survives, nothing stray
+    assert stray_processes() == []  # the evaluator survives, nothing stray
 
 
 def test_the_corpus_is_large_and_varied():

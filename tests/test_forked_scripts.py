@@ -1,0 +1,50 @@
+"""The suite's forked runs (tests/forked_scripts.py) behave as fresh console-script processes."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import torch
+
+from tests.conftest import BIN, FORKED, OFFLINE_ENV, load_tensors, recipe_dict, write_recipe
+
+
+def fresh_and_forked(recipe: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    """mergekit-yaml on the recipe as a fresh process (into tmp_path/fresh) and forked (into tmp_path/forked)."""
+    fresh = subprocess.run([str(BIN / "mergekit-yaml"), str(recipe), str(tmp_path / "fresh"), "--quiet"],
+                           capture_output=True, text=True, env=OFFLINE_ENV, timeout=600)
+    forked = FORKED.run(BIN / "mergekit-yaml", [str(recipe), str(tmp_path / "forked"), "--quiet"], OFFLINE_ENV)
+    return fresh, forked
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if "Error" in line or "Traceback" in line]
+
+
+def as_bytes(tensors: dict[str, torch.Tensor]) -> dict[str, bytes]:
+    return {name: t.contiguous().view(-1).view(torch.uint8).numpy().tobytes() for name, t in tensors.items()}
+
+
+def test_a_refusal_reads_the_same_forked_and_fresh(toy, tmp_path):
+    recipe = recipe_dict(toy["target"], toy["sft"], toy["grpo"])
+    recipe["parameters"]["sign"] = 2
+    fresh, forked = fresh_and_forked(write_recipe(tmp_path / "bad.yml", recipe), tmp_path)
+    assert fresh.returncode == forked.returncode != 0
+    assert error_lines(fresh) == error_lines(forked) != []
+    assert not (tmp_path / "fresh").exists() and not (tmp_path / "forked").exists()
+
+
+def test_a_merge_writes_the_same_forked_and_fresh(toy, tmp_path):
+    recipe = write_recipe(tmp_path / "r.yml", recipe_dict(toy["target"], toy["sft"], toy["grpo"], alpha=0.7))
+    fresh, forked = fresh_and_forked(recipe, tmp_path)
+    assert fresh.returncode == forked.returncode == 0, forked.stderr
+    assert as_bytes(load_tensors(tmp_path / "fresh")) == as_bytes(load_tensors(tmp_path / "forked"))
+    assert sorted(p.name for p in (tmp_path / "fresh").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "forked").iterdir())
+
+
+def test_an_environment_read_at_import_is_not_forked():
+    assert FORKED.can_run({**OFFLINE_ENV, "RV_STORE": "/somewhere"})
+    assert not FORKED.can_run({**OFFLINE_ENV, "RV_MERGE_ALLOW_PICKLE": "1"})
+    assert not FORKED.can_run({**OFFLINE_ENV, "HF_HOME": "/elsewhere"})
