@@ -16,6 +16,7 @@ tests of the hook and of imports themselves.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -60,7 +61,8 @@ class ForkServer:
         deadline = time.monotonic() + timeout
         while (reply := self._ask({"op": "poll", "pid": pid}))["returncode"] is None:
             if time.monotonic() > deadline:
-                os.killpg(pid, 9)
+                with contextlib.suppress(ProcessLookupError):  # it ended in the meantime
+                    os.killpg(pid, 9)
                 reply = self._ask({"op": "wait", "pid": pid})
                 raise subprocess.TimeoutExpired(reply["args"], timeout)
             time.sleep(0.02)
@@ -111,9 +113,14 @@ def serve() -> None:
     for line in sys.stdin:
         request = json.loads(line)
         if request["op"] == "start":
+            ready, child_ready = os.pipe()
             pid = os.fork()
             if pid == 0:
-                _run_script(request)
+                os.close(ready)
+                _run_script(request, child_ready)
+            os.close(child_ready)
+            os.read(ready, 1)  # the child leads its own session now: the caller may kill it by group
+            os.close(ready)
             runs[pid] = {"args": [request["script"], *request["args"]], "stdout": request["stdout"],
                          "stderr": request["stderr"], "returncode": None}
             reply = {"pid": pid}
@@ -127,11 +134,13 @@ def serve() -> None:
         print(json.dumps(reply), flush=True)
 
 
-def _run_script(request: dict) -> None:
+def _run_script(request: dict, ready: int) -> None:
     """In the fork: become the console script, then exit as the interpreter would."""
     code = 1
     try:
         os.setsid()
+        os.write(ready, b"1")
+        os.close(ready)
         os.chdir(request["cwd"])
         for key, value in request["env"].items():
             if value is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.conftest import BIN, FORKED, OFFLINE_ENV, load_tensors, recipe_dict, write_recipe
@@ -48,3 +49,12 @@ def test_an_environment_read_at_import_is_not_forked():
     assert FORKED.can_run({**OFFLINE_ENV, "RV_STORE": "/somewhere"})
     assert not FORKED.can_run({**OFFLINE_ENV, "RV_MERGE_ALLOW_PICKLE": "1"})
     assert not FORKED.can_run({**OFFLINE_ENV, "HF_HOME": "/elsewhere"})
+
+
+def test_a_run_killed_as_it_starts_is_killed(toy, tmp_path):
+    """The fault tests kill at delays from 0 s: the fork leads its own process group by then."""
+    recipe = write_recipe(tmp_path / "r.yml", recipe_dict(toy["target"], toy["sft"], toy["grpo"]))
+    for attempt in range(5):
+        with pytest.raises(subprocess.TimeoutExpired):
+            FORKED.wait(FORKED.start(BIN / "rv", ["merge", str(recipe), str(tmp_path / f"out{attempt}")],
+                                     OFFLINE_ENV), timeout=0)
