@@ -22,6 +22,7 @@ import json
 import os
 import runpy
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -62,7 +63,7 @@ class ForkServer:
         while (reply := self._ask({"op": "poll", "pid": pid}))["returncode"] is None:
             if time.monotonic() > deadline:
                 with contextlib.suppress(ProcessLookupError):  # it ended in the meantime
-                    os.killpg(pid, 9)
+                    os.killpg(pid, signal.SIGKILL)
                 reply = self._ask({"op": "wait", "pid": pid})
                 raise subprocess.TimeoutExpired(reply["args"], timeout)
             time.sleep(0.02)
