@@ -70,11 +70,12 @@ def rv(*args, env: dict | None = None, cwd=None):
     return run_script("rv", list(args), env=env, cwd=cwd)
 
 
-def run_script(script: str, args: list, *, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
-    """A console script of the venv run to the end: forked after its imports when the
-    environment allows it (tests/forked_scripts.py), else as a fresh subprocess."""
+def run_script(script: str, args: list, *, env: dict | None = None, cwd=None,
+               fork: bool = True) -> subprocess.CompletedProcess:
+    """A console script of the venv run to the end: forked after its imports when `fork` and
+    the environment allow it (tests/forked_scripts.py), else as a fresh subprocess."""
     env = env or OFFLINE_ENV
-    if FORKED.can_run(env):
+    if fork and FORKED.can_run(env):
         return FORKED.run(BIN / script, args, env, cwd)
     return subprocess.run([str(BIN / script), *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd,
                           timeout=600)

@@ -16,6 +16,7 @@ tests of the hook and of imports themselves.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import json
@@ -83,14 +84,24 @@ class ForkServer:
             self._server.wait(timeout=60)
         shutil.rmtree(self._outputs, ignore_errors=True)
 
-    def _ask(self, request: dict) -> dict:
+    def ready(self) -> None:
+        """Start the server unless it runs, and wait for its imports (~15 s): call this before
+        timing a run."""
         with self._lock:
             if self._server is None:
                 self._server = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE,
                                                 stdout=subprocess.PIPE, env=self.env, text=True)
+                self._reply()  # the server's first line: imported, or why it cannot serve
+
+    def _ask(self, request: dict) -> dict:
+        self.ready()
+        with self._lock:
             self._server.stdin.write(json.dumps(request) + "\n")
             self._server.stdin.flush()
-            line = self._server.stdout.readline()
+            return self._reply()
+
+    def _reply(self) -> dict:
+        line = self._server.stdout.readline()
         if not line:
             raise RuntimeError(f"the fork server died (exit code {self._server.poll()})")
         reply = json.loads(line)
@@ -110,6 +121,7 @@ def serve() -> None:
         names = [thread.name for thread in threading.enumerate()]
         print(json.dumps({"error": f"Python threads {names} run after the imports; forking is not safe"}), flush=True)
         return
+    print(json.dumps({"ready": True}), flush=True)
     runs: dict[int, dict] = {}
     for line in sys.stdin:
         request = json.loads(line)
@@ -163,8 +175,6 @@ def _run_script(request: dict, ready: int) -> None:
                 print(stop.code, file=sys.stderr)
         except BaseException:  # noqa: BLE001 - reported as the interpreter reports it
             sys.excepthook(*sys.exc_info())
-        import atexit
-
         atexit._run_exitfuncs()
         sys.stdout.flush()
         sys.stderr.flush()

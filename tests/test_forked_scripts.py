@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import BIN, FORKED, OFFLINE_ENV, load_tensors, recipe_dict, write_recipe
+from tests.conftest import BIN, FORKED, OFFLINE_ENV, load_tensors, recipe_dict, run_script, write_recipe
 
 
 def fresh_and_forked(recipe: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
     """mergekit-yaml on the recipe as a fresh process (into tmp_path/fresh) and forked (into tmp_path/forked)."""
-    fresh = subprocess.run([str(BIN / "mergekit-yaml"), str(recipe), str(tmp_path / "fresh"), "--quiet"],
-                           capture_output=True, text=True, env=OFFLINE_ENV, timeout=600)
-    forked = FORKED.run(BIN / "mergekit-yaml", [str(recipe), str(tmp_path / "forked"), "--quiet"], OFFLINE_ENV)
+    fresh = run_script("mergekit-yaml", [recipe, tmp_path / "fresh", "--quiet"], fork=False)
+    forked = run_script("mergekit-yaml", [recipe, tmp_path / "forked", "--quiet"])
     return fresh, forked
 
 
