@@ -61,9 +61,10 @@ def write_recipe(path: Path, recipe: dict | str) -> Path:
     return path
 
 
-def mergekit_yaml(recipe: Path, out: Path, *, env: dict | None = None, cwd=None):
-    """Run the real, unmodified mergekit-yaml console script in its own process."""
-    return run_script("mergekit-yaml", [recipe, out, "--quiet"], env=env, cwd=cwd)
+def mergekit_yaml(recipe: Path, out: Path, *options: str, env: dict | None = None, cwd=None):
+    """Run the real, unmodified mergekit-yaml console script in its own process (quiet, with
+    any further `options`)."""
+    return run_script("mergekit-yaml", [recipe, out, "--quiet", *options], env=env, cwd=cwd)
 
 
 def rv(*args, env: dict | None = None, cwd=None):

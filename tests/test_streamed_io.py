@@ -4,7 +4,6 @@ give, readable by safetensors and transformers, and failures that leave nothing 
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import weakref
 
@@ -16,7 +15,7 @@ from safetensors.torch import save_file
 import rv_merge.merge.streaming_writer as streaming_writer
 from rv_merge.merge.streaming_writer import StreamingTensorWriter
 from rv_merge.merge.tensor_reader import SafetensorsReader
-from tests.conftest import BIN, OFFLINE_ENV, load_tensors, mergekit_yaml, recipe_dict, write_recipe
+from tests.conftest import load_tensors, mergekit_yaml, recipe_dict, write_recipe
 
 TENSORS = {
     "a": torch.arange(12, dtype=torch.float32).reshape(3, 4),
@@ -110,8 +109,7 @@ def test_a_sharded_merge_equals_the_unsharded_one_and_loads_in_transformers(toy,
 
     recipe = write_recipe(tmp_path / "r.yml", recipe_dict(toy["target"], toy["sft"], toy["grpo"], alpha=0.7))
     assert mergekit_yaml(recipe, tmp_path / "one").returncode == 0
-    result = subprocess.run([str(BIN / "mergekit-yaml"), str(recipe), str(tmp_path / "many"), "--quiet",
-                             "--out-shard-size", "20K"], capture_output=True, text=True, env=OFFLINE_ENV)
+    result = mergekit_yaml(recipe, tmp_path / "many", "--out-shard-size", "20K")
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "many").glob("model-*-of-*.safetensors"))) > 1
     one, many = load_tensors(tmp_path / "one"), load_tensors(tmp_path / "many")
