@@ -90,7 +90,7 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
         f"## What a fresh page costs on this machine (bench/bench_page_backing.py, {date.today().isoformat()})",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, kernel {platform.release()}, "
-        f"free memory {_free_gib():.0f} GiB at the start. One process, in turn; medians of the rounds.",
+        f"available memory {_available_gib():.0f} GiB at the start. One process, in turn; medians of the rounds.",
         f"Command: `.venv/bin/python bench/bench_page_backing.py --rounds {args.rounds} --idle {args.idle:g} "
         f"--touch {args.touch}`",
         "",
@@ -105,7 +105,7 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _free_gib() -> float:
+def _available_gib() -> float:
     fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
     return int(fields["MemAvailable"].split()[0]) / 2**20
 
