@@ -23,6 +23,7 @@ from typing import Optional
 from rv_merge.atomic_files import write_json
 from rv_merge.evaluate import suite
 from rv_merge.evaluate.context import Backend
+from rv_merge.evaluate.greedy_generation import GENERATION_METHOD
 from rv_merge.evaluate.jobs import Job, JobResult
 from rv_merge.recipe.schema import EvalSettings
 
@@ -77,6 +78,8 @@ def computed_with(backend: Backend) -> dict:
             "dtype": backend.dtype, "versions": dict(_library_versions())}
     if backend.name == "server":  # the command that served the model, never the URL or port
         used["serve"] = backend.serve
+    if backend.name == "hf":  # greedy requests: rv_merge.evaluate.greedy_generation
+        used["generation"] = GENERATION_METHOD
     return used
 
 

@@ -15,10 +15,10 @@ from typing import Callable
 
 import datasets
 import transformers
-from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
 
 from rv_merge.evaluate.context import Backend, EvalContext
+from rv_merge.evaluate.greedy_generation import RowDroppingHFLM
 from rv_merge.evaluate.jobs import Job, JobResult, ModelUnderTest
 from rv_merge.evaluate.lm_eval_job import evaluate_job
 from rv_merge.evaluate.result_cache import job_key, load_result, store_result, task_fingerprint
@@ -131,7 +131,7 @@ def _model(model: ModelUnderTest, backend: Backend, settings: EvalSettings):
     """An lm-eval model object (loaded once per model) or, for other backends, the name."""
     if backend.name != "hf":
         return backend.name
-    return HFLM(pretrained=str(model.path), dtype=backend.dtype, device=backend.device,
+    return RowDroppingHFLM(pretrained=str(model.path), dtype=backend.dtype, device=backend.device,
                 batch_size=settings.batch_size, trust_remote_code=False)
 
 

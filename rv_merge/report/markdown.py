@@ -178,7 +178,8 @@ def _computed_with(results: list[dict]) -> list[str]:
         used = result.get("computed_with")
         if used:
             text = (f"{used['backend']} on {used['device']}, {used['dtype']}"
-                    + (f", {used['model_args']}" if used["model_args"] else "") + "; "
+                    + (f", {used['model_args']}" if used["model_args"] else "")
+                    + (f", generation: {used['generation']}" if used.get("generation") else "") + "; "
                     + ", ".join(f"{k} {v}" for k, v in sorted(used["versions"].items())))
             settings.setdefault(text, []).append(f"{result['model']} / {result['task']}")
     if len(settings) == 1:
