@@ -173,14 +173,17 @@ def _results_metadata(path: Path, recipe: Recipe, settings: EvalSettings, contex
 
 
 def steering_jobs(settings: EvalSettings, conditions: Conditions, tasks_dir: Path) -> list[Job]:
-    """Every task for each steered target; the think variants for each entry's first scale."""
+    """Every task for each steered target; the think variants for the first scale of each entry
+    that asks for them."""
     labels = list(conditions.steering)
     jobs = [Job(conditions.models[label], task) for label in labels for task in settings.tasks]
     if settings.think:
         think = think_variants(tasks_dir)
         firsts: dict[str, str] = {}  # vectors -> the label of their first scale
+        wanted = {entry.display_name for entry in settings.steering if entry.think}
         for label, condition in conditions.steering.items():
-            firsts.setdefault(condition["vectors"], label)
+            if condition["vectors"] in wanted:
+                firsts.setdefault(condition["vectors"], label)
         jobs += [Job(conditions.models[label], think[task]) for label in firsts.values()
                  for task in settings.tasks if task in think]
     return jobs

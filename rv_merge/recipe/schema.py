@@ -112,7 +112,8 @@ class SteeringSettings(_Strict):
 
     vectors: str  # a steering folder (rv steer train / extract)
     name: Optional[str] = None  # what the report calls them; None: the folder's name
-    scales: list[float] = [1.0]  # each evaluated as target + scale * steering; the first gets the think variant
+    scales: list[float] = [1.0]  # each evaluated as target + scale * steering
+    think: bool = True  # the first scale also on the think variants (when eval.think is on)
     layers: Optional[list[int]] = None  # [first, last], 0-based inclusive; None: all layers
 
     @field_validator("scales", mode="before")
