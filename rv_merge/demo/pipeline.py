@@ -128,7 +128,8 @@ def build_trained_steering(budget: Budget) -> None:
     out, sft = TRAINED_STEERING, ROOT / "sft"
     steering_budget = SteeringBudget(steps=budget.grpo_steps, prompts_per_step=budget.prompts_per_step,
                                      num_generations=budget.num_generations,
-                                     max_completion_length=budget.max_completion_length, seed=budget.seed)
+                                     max_completion_length=budget.max_completion_length, seed=budget.seed,
+                                     bf16=budget.bf16)
     if out.exists():
         metadata = load_vectors(out).metadata
         made_by = {key: metadata["made_by"].get(key) for key in asdict(steering_budget)}
@@ -137,7 +138,7 @@ def build_trained_steering(budget: Budget) -> None:
             return
         print(f"{out}: SFT was retrained or the budget changed since these vectors were trained: training again")
     print(f"training steering vectors from SFT: {steering_budget.steps} GRPO steps, only 30 x 576 numbers "
-          "trainable (about as long as the full GRPO: generation dominates) ...", flush=True)
+          "trainable ...", flush=True)
     train_steering_folder(sft, grpo_problems(budget), steering_budget, out)
 
 

@@ -31,6 +31,7 @@ class SteeringBudget:
     learning_rate: float = 1e-3
     max_completion_length: int = 48
     seed: int = 0
+    bf16: bool = True  # matrix products in bfloat16, the vectors and optimizer in float32
 
 
 def train_steering(model_folder: Path, problems: list[dict], budget: SteeringBudget, work: Path,
@@ -57,7 +58,7 @@ def train_steering(model_folder: Path, problems: list[dict], budget: SteeringBud
                         per_device_train_batch_size=budget.num_generations * budget.prompts_per_step,
                         num_generations=budget.num_generations, max_completion_length=budget.max_completion_length,
                         learning_rate=budget.learning_rate, lr_scheduler_type="constant_with_warmup",
-                        warmup_steps=max(1, round(0.03 * budget.steps)), max_grad_norm=2.0, beta=0.0, temperature=1.0, use_cpu=True, bf16=False,
+                        warmup_steps=max(1, round(0.03 * budget.steps)), max_grad_norm=2.0, beta=0.0, temperature=1.0, use_cpu=True, bf16=budget.bf16,
                         gradient_checkpointing=False, seed=budget.seed, logging_steps=5, save_strategy="no",
                         report_to=[])
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=datasets.Dataset.from_list(rows))
@@ -74,7 +75,7 @@ def train_steering(model_folder: Path, problems: list[dict], budget: SteeringBud
     made_by = {"method": "GRPO (trl), only the steering vectors trainable", "trainable_parameters": trained,
                "steps": budget.steps, "prompts_per_step": budget.prompts_per_step,
                "num_generations": budget.num_generations, "learning_rate": budget.learning_rate,
-               "max_completion_length": budget.max_completion_length, "seed": budget.seed,
+               "max_completion_length": budget.max_completion_length, "seed": budget.seed, "bf16": budget.bf16,
                "problems": len(rows), "training_seconds": round(time.monotonic() - started)}
     return new_vectors(model_folder, model.steering_vectors.detach().clone(), made_by)
 

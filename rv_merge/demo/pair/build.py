@@ -42,7 +42,7 @@ def build_pair(settings: EvalSettings, context: EvalContext, root: Path = ROOT, 
         write_splits(data / "gsm8k", seed=budget.seed)
     sft = root / "sft"
     if not (sft / "config.json").is_file():
-        print(f"training SFT: {budget.sft_steps} steps (6 to 10 minutes on 2 cores) ...", flush=True)
+        print(f"training SFT: {budget.sft_steps} steps (a few minutes on 2 cores) ...", flush=True)
         train_sft(base, sft, budget)
     grpo = root / "grpo"
     summary_path = root / "pair.json"
@@ -53,7 +53,7 @@ def build_pair(settings: EvalSettings, context: EvalContext, root: Path = ROOT, 
         shutil.rmtree(grpo)
     grpo_seconds = None
     if not (grpo / "config.json").is_file():
-        print(f"training GRPO from SFT: {budget.grpo_steps} steps (15 to 40 minutes on 2 cores) ...", flush=True)
+        print(f"training GRPO from SFT: {budget.grpo_steps} steps (a few minutes on 2 cores) ...", flush=True)
         grpo_started = time.monotonic()
         train_grpo(sft, grpo, budget)
         grpo_seconds = round(time.monotonic() - grpo_started)
