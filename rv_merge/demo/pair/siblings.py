@@ -7,8 +7,8 @@ added to it can show nothing. The siblings here can answer in the format:
 
 - `near`: SFT's recipe on other problems (disjoint from the pair's SFT and GRPO problems)
   with another seed;
-- `far`: other data and another schedule: three of the six problem templates only, twice
-  the learning rate, half the steps.
+- `far`: other data and another schedule: three of the six problem templates only, a quarter
+  of the demonstrations answer-only (SFT's: half), twice the learning rate, half the steps.
 
 siblings.json records, for each, how it was made and how far it sits from SFT (cosine and
 norm ratio of its update vs SFT's, per layer and overall: rv_merge.vectors.similarity),
@@ -40,9 +40,11 @@ class SiblingDesign:
 SIBLINGS = (
     SiblingDesign("near", "SFT's recipe (100 steps, half the demonstrations worked) on 800 other problems, seed 1",
                   replace(Budget(), seed=1)),
-    SiblingDesign("far", "other data and steps: 3 of the 6 templates (buy_give, packs, reading), learning rate "
-                  "1e-4 (2x), 50 steps (half), seed 2",
-                  replace(Budget(), seed=2, sft_steps=50, sft_learning_rate=1e-4),
+    # With half its demonstrations answer-only, like SFT's, this design always answered at once
+    # and scored 0.5% (build of 2026-12-06, bf16 training): a target at the floor.
+    SiblingDesign("far", "other data and steps: 3 of the 6 templates (buy_give, packs, reading), a quarter of "
+                  "the demonstrations answer-only (SFT: half), learning rate 1e-4 (2x), 50 steps (half), seed 2",
+                  replace(Budget(), seed=2, sft_steps=50, sft_learning_rate=1e-4, direct_fraction=0.25),
                   ("buy_give", "packs", "reading")),
 )
 
