@@ -63,8 +63,10 @@ def grpo_problems(budget: Budget) -> list[dict]:
     return generate("train", budget.sft_examples + budget.grpo_prompts, budget.seed)[budget.sft_examples:]
 
 
-def train_sft(base: Path, out: Path, budget: Budget, problems: list[dict] | None = None) -> Path:
-    """Fine-tune `base` on demonstrations of `problems` (default: the pair's, `sft_problems`)."""
+def train_sft(base: Path, out: Path, budget: Budget, problems: list[dict] | None = None,
+              callbacks: list | None = None) -> Path:
+    """Fine-tune `base` on demonstrations of `problems` (default: the pair's, `sft_problems`);
+    `callbacks`: trl/transformers trainer callbacks (the benchmark times steps with one)."""
     import datasets
     from trl import SFTConfig, SFTTrainer
 
@@ -73,12 +75,13 @@ def train_sft(base: Path, out: Path, budget: Budget, problems: list[dict] | None
     config = SFTConfig(output_dir=str(out) + ".work", max_steps=budget.sft_steps, per_device_train_batch_size=4,
                        learning_rate=budget.sft_learning_rate, use_cpu=True, bf16=budget.bf16, seed=budget.seed, logging_steps=10,
                        save_strategy="no", report_to=[], max_length=160, completion_only_loss=True)
-    trainer = SFTTrainer(model=str(base), args=config, train_dataset=datasets.Dataset.from_list(rows))
+    trainer = SFTTrainer(model=str(base), args=config, train_dataset=datasets.Dataset.from_list(rows),
+                         callbacks=callbacks)
     trainer.train()
     return _save(trainer, out)
 
 
-def train_grpo(sft: Path, out: Path, budget: Budget) -> Path:
+def train_grpo(sft: Path, out: Path, budget: Budget, callbacks: list | None = None) -> Path:
     import datasets
     from trl import GRPOConfig, GRPOTrainer
 
@@ -92,7 +95,7 @@ def train_grpo(sft: Path, out: Path, budget: Budget) -> Path:
                         gradient_checkpointing=False, seed=budget.seed, logging_steps=5, save_strategy="no",
                         report_to=[])
     trainer = GRPOTrainer(model=str(sft), reward_funcs=answer_reward, args=config,
-                          train_dataset=datasets.Dataset.from_list(rows))
+                          train_dataset=datasets.Dataset.from_list(rows), callbacks=callbacks)
     trainer.train()
     return _save(trainer, out)
 
