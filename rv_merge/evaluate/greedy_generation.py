@@ -40,7 +40,7 @@ def generate_greedy(model: torch.nn.Module, input_ids: torch.Tensor, attention_m
     mask = attention_mask
     positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)  # as generate sets them
     cache = DynamicCache(config=model.config)
-    # transformers 5.25 renamed the forward argument past_key_values to cache
+    # the forward argument is `cache` in recent transformers (5.25 here), `past_key_values` before
     cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     step_input = input_ids
     generated: list[list[int]] = [[] for _ in range(batch)]
