@@ -27,6 +27,7 @@ from typing import Optional
 
 import torch
 
+from rv_merge.merge.aligned_file import AlignedFile
 from rv_merge.recipe.weight_files import SAFETENSORS_DTYPES
 
 HEADER_RESERVE = 1 << 20
@@ -36,7 +37,7 @@ QUEUE_BYTES = 256 << 20  # merged tensors waiting to be written (one more is alw
 @dataclass
 class _Shard:
     path: str
-    descriptor: int
+    file: AlignedFile
     entries: dict = field(default_factory=dict)  # name -> (dtype, shape, start, end)
     size: int = 0
 
@@ -60,7 +61,7 @@ class StreamingTensorWriter:
         self._queued_bytes = 0
         self._written = threading.Condition()
         self._error: Optional[BaseException] = None
-        self._open_descriptors: set[int] = set()
+        self._open_files: set[AlignedFile] = set()
         self._thread = threading.Thread(target=self._write_loop, name="rv-merge tensor writer", daemon=True)
         self._thread.start()
 
@@ -90,7 +91,7 @@ class StreamingTensorWriter:
                 self._written.wait(timeout=1)
             self._raise_writer_error()
             self._queued_bytes += size
-        self._queue.put(("data", shard.descriptor, HEADER_RESERVE + start, tensor.detach().contiguous()))
+        self._queue.put(("data", shard.file, tensor.detach().cpu().contiguous()))
 
     def finalize(self) -> None:
         """Write the last header, wait for the writer, and give shards mergekit's final names."""
@@ -106,15 +107,15 @@ class StreamingTensorWriter:
         self._error = self._error or RuntimeError("aborted")
         self._queue.put(None)
         self._thread.join()
-        for descriptor in self._open_descriptors:
-            os.close(descriptor)
-        self._open_descriptors.clear()
+        for file in self._open_files:
+            file.discard()
+        self._open_files.clear()
 
     def _open_shard(self) -> None:
         self.shards_written += 1
         path = os.path.join(self.out_path, f"{self.basename}-{self.shards_written}.safetensors")
-        self._shard = _Shard(path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
-        self._open_descriptors.add(self._shard.descriptor)
+        self._shard = _Shard(path, AlignedFile(path, HEADER_RESERVE))
+        self._open_files.add(self._shard.file)
 
     def _close_shard(self) -> None:
         self.total_size += self._shard.size
@@ -131,16 +132,16 @@ class StreamingTensorWriter:
                 if self._error is not None:
                     continue  # drain after a failure; nothing more is written
                 if item[0] == "data":
-                    _pwrite_all(item[1], item[3].reshape(-1).view(torch.uint8).numpy(), item[2])
+                    item[1].append(item[2].data_ptr(), item[2].numel() * item[2].element_size())
                 else:
                     _write_header(item[1])
-                    self._open_descriptors.discard(item[1].descriptor)
+                    self._open_files.discard(item[1].file)
             except BaseException as error:  # noqa: BLE001 - handed to the merging thread
                 self._error = error
             finally:
                 if item[0] == "data":
                     with self._written:
-                        self._queued_bytes -= item[3].numel() * item[3].element_size()
+                        self._queued_bytes -= item[2].numel() * item[2].element_size()
                         self._written.notify()
 
     def _name_shards(self) -> None:
@@ -160,13 +161,6 @@ class StreamingTensorWriter:
                 json.dump(index, handle, indent=2)
 
 
-def _pwrite_all(descriptor: int, data, offset: int) -> None:
-    view = memoryview(data).cast("B")
-    while view:
-        written = os.pwrite(descriptor, view, offset)
-        view, offset = view[written:], offset + written
-
-
 def _write_header(shard: _Shard) -> None:
     """Write the shard's header into its reserved space (or rewrite the file if it is too small)."""
     header = {name: {"dtype": dtype, "shape": shape, "data_offsets": [start, end]}
@@ -174,11 +168,9 @@ def _write_header(shard: _Shard) -> None:
     header["__metadata__"] = {"format": "pt"}
     text = json.dumps(header, separators=(",", ":")).encode()
     if len(text) <= HEADER_RESERVE - 8:
-        _pwrite_all(shard.descriptor, (HEADER_RESERVE - 8).to_bytes(8, "little") + text.ljust(HEADER_RESERVE - 8),
-                    0)
-        os.close(shard.descriptor)
+        shard.file.close((HEADER_RESERVE - 8).to_bytes(8, "little") + text.ljust(HEADER_RESERVE - 8))
         return
-    os.close(shard.descriptor)
+    shard.file.close()
     text += b" " * (-len(text) % 8)
     rewritten = shard.path + ".header"
     with open(shard.path, "rb") as source, open(rewritten, "wb") as sink:
