@@ -4,11 +4,15 @@ For each size (random Qwen2.5-shaped bfloat16 trios, bench/merge_trio.py) it run
 session and in turn: `mergekit-yaml` with `reasoning_vector`, with built-in
 `task_arithmetic` (base_model = SFT) and with `linear` (+1/-1/+1, normalize false, as the
 paper's authors did), and the I/O floor (read the three inputs, write one output of the
-same size). Each mergekit run goes through a small wrapper that imports mergekit first and
+same size) two ways: through the page cache, as `cp` does, and past it (O_DIRECT), as the
+merge's writer does where it can. Every run writes a new file in a new folder, deleted after
+it: a floor that overwrote its own last output would reuse the cache pages freed a moment
+before, which on a machine with free page reporting is several times faster than the fresh
+pages a merge's output gets. Each mergekit run goes through a small wrapper that imports mergekit first and
 then times `mergekit-yaml`'s main(): the merge time without imports, measured, not
 subtracted. Reported: wall time, merge time, peak RSS (the kernel's high-water mark of the
 process) and peak anonymous memory (polled), values not bit-identical to the correctly
-rounded float64 result, and each as a ratio to the I/O floor of the same size. Results go
+rounded float64 result, and each as a ratio to the faster I/O floor of the same size. Results go
 to bench/results/merge_scaling.json, a dated section of BENCHMARKS.md and
 bench/results/merge_scaling.png.
 
@@ -58,17 +62,27 @@ print(json.dumps({"merge_s": time.perf_counter() - start}))
 '''
 
 IO_FLOOR = '''
-import json, sys, time
+import json, mmap, os, sys, time
+mode, out, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
+os.makedirs(os.path.dirname(out))  # a new folder, as a merge's output is
 start = time.perf_counter()
-paths, out = sys.argv[1:4], sys.argv[4]
-with open(out, "wb") as sink:
-    for i, path in enumerate(paths):
-        with open(path, "rb") as source:
-            while chunk := source.read(1 << 24):
-                if i == 0:
-                    sink.write(chunk)
+direct = mode == "direct"
+block = mmap.mmap(-1, 1 << 24)  # page-aligned, as direct writes need
+sink = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (os.O_DIRECT if direct else 0), 0o644)
+length = 0
+for i, path in enumerate(paths):
+    with open(path, "rb", buffering=0) as source, memoryview(block) as view:
+        while count := source.readinto(block):
+            if i == 0:
+                os.pwrite(sink, view[:count + (-count % 4096 if direct else 0)], length)
+                length += count
+os.ftruncate(sink, length)
+os.close(sink)
 print(json.dumps({"merge_s": time.perf_counter() - start}))
 '''
+# The two ways to write the floor's output: through the page cache (as cp does) and past it
+# (O_DIRECT, as the merge's writer does where the file system allows).
+FLOORS = {"I/O floor, page cache": "page-cache", "I/O floor, direct": "direct"}
 
 
 def recipes(folders: dict[str, Path]) -> dict[str, dict]:
@@ -154,13 +168,14 @@ def bench_size(size: str, repeats: int, device: str) -> dict:
         out = WORK / f"{size}-out-{method}"
         extra = ["--cuda"] if device == "cuda" else []
         commands[method] = ([sys.executable, "-c", TIMED_MERGE, str(path), str(out), "--quiet", *extra], out)
-    commands["I/O floor"] = ([sys.executable, "-c", IO_FLOOR, *inputs, str(WORK / "floor.bin")], None)
+    for label, mode in FLOORS.items():  # a new file in a new folder, deleted after the run, as for merges
+        out = WORK / f"{size}-out-floor-{mode}"
+        commands[label] = ([sys.executable, "-c", IO_FLOOR, mode, str(out / "floor.bin"), *inputs], out)
     runs = {label: [] for label in commands}
     if fits_in_cache:  # one unmeasured round warms compiled code
         for command, out in commands.values():
             run(command)
-            if out is not None:
-                shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(out, ignore_errors=True)
     inexact = {}
     for round_index in range(rounds):  # interleaved, so that drifts of the machine hit every method alike
         for label, (command, out) in commands.items():
@@ -169,17 +184,15 @@ def bench_size(size: str, repeats: int, device: str) -> dict:
             warm_or_drop_page_cache(inputs, fits_in_cache)
             runs[label].append(run(command))
             print(f"  {label}: {runs[label][-1]}", flush=True)
-            if out is not None:  # one output on disk at a time (a 7B output is 15 GB)
-                if round_index == rounds - 1:
-                    inexact[label] = count_inexact(out, folders)
-                shutil.rmtree(out, ignore_errors=True)
+            if round_index == rounds - 1 and label not in FLOORS:
+                inexact[label] = count_inexact(out, folders)
+            shutil.rmtree(out, ignore_errors=True)  # one output on disk at a time (a 7B output is 15 GB)
     rows = {}
     for label in commands:
         rows[label] = {key: statistics.median(r[key] for r in runs[label]) for key in ("wall_s", "merge_s")}
         rows[label].update({key: max(r[key] for r in runs[label]) for key in ("peak_rss_mib", "peak_anon_mib")})
         if label in inexact:
             rows[label]["inexact"] = inexact[label]
-    (WORK / "floor.bin").unlink(missing_ok=True)
     largest = max(n for n in _tensor_sizes(folders["target"]))
     shutil.rmtree(WORK / size)  # room for the next size (a 7B trio is 46 GB)
     return {"size": size, "parameters": parameter_count(size), "rounds": rounds, "page_cache_warm": fits_in_cache,
