@@ -16,7 +16,7 @@ rounded float64 result, and each as a ratio to the faster I/O floor of the same 
 to bench/results/merge_scaling.json, a dated section of BENCHMARKS.md and
 bench/results/merge_scaling.png.
 
-    .venv/bin/python bench/bench_merge.py [--sizes 0.5B 1.5B 3B 7B] [--repeats 3] [--device cuda]
+    .venv/bin/python bench/bench_merge.py [--sizes 0.5B 1.5B 3B 7B] [--repeats 5] [--device cuda]
 
 A 7B trio and one output take about 61 GB of disk: sizes that do not fit in the free space
 are skipped, and the table says so. Each size's trio is deleted once it is measured.
@@ -83,6 +83,7 @@ print(json.dumps({"merge_s": time.perf_counter() - start}))
 # The two ways to write the floor's output: through the page cache (as cp does) and past it
 # (O_DIRECT, as the merge's writer does where the file system allows).
 FLOORS = {"I/O floor, page cache": "page-cache", "I/O floor, direct": "direct"}
+BUILTIN_METHODS = ("task_arithmetic", "linear")
 
 
 def recipes(folders: dict[str, Path]) -> dict[str, dict]:
@@ -160,7 +161,9 @@ def bench_size(size: str, repeats: int, device: str) -> dict:
     folders = build_trio(size, WORK)
     inputs = [str(folders[r] / "model.safetensors") for r in ROLES]
     fits_in_cache = 4 * trio_bytes(size) < 0.6 * _memory_bytes()
-    rounds = repeats if fits_in_cache else 1
+    # mergekit's own methods take 3 to 30 times the floor: on a cold cache (minutes per run)
+    # they are measured in the first round only, `reasoning_vector` and the floors in every one.
+    builtin_rounds = repeats if fits_in_cache else 1
     commands = {}
     for method, recipe in recipes(folders).items():
         path = WORK / f"{size}-{method}.yml"
@@ -177,25 +180,28 @@ def bench_size(size: str, repeats: int, device: str) -> dict:
             run(command)
             shutil.rmtree(out, ignore_errors=True)
     inexact = {}
-    for round_index in range(rounds):  # interleaved, so that drifts of the machine hit every method alike
+    for round_index in range(repeats):  # interleaved, so that drifts of the machine hit every method alike
         for label, (command, out) in commands.items():
+            if label in BUILTIN_METHODS and round_index >= builtin_rounds:
+                continue
             # Every run starts from the same page cache: the inputs read just before (when they
             # fit in memory), or nothing cached (when they do not), whatever ran before it.
             warm_or_drop_page_cache(inputs, fits_in_cache)
             runs[label].append(run(command))
             print(f"  {label}: {runs[label][-1]}", flush=True)
-            if round_index == rounds - 1 and label not in FLOORS:
+            if round_index == 0 and label not in FLOORS:
                 inexact[label] = count_inexact(out, folders)
             shutil.rmtree(out, ignore_errors=True)  # one output on disk at a time (a 7B output is 15 GB)
     rows = {}
     for label in commands:
         rows[label] = {key: statistics.median(r[key] for r in runs[label]) for key in ("wall_s", "merge_s")}
         rows[label].update({key: max(r[key] for r in runs[label]) for key in ("peak_rss_mib", "peak_anon_mib")})
+        rows[label]["merge_s_per_round"] = [r["merge_s"] for r in runs[label]]
         if label in inexact:
             rows[label]["inexact"] = inexact[label]
     largest = max(n for n in _tensor_sizes(folders["target"]))
     shutil.rmtree(WORK / size)  # room for the next size (a 7B trio is 46 GB)
-    return {"size": size, "parameters": parameter_count(size), "rounds": rounds, "page_cache_warm": fits_in_cache,
+    return {"size": size, "parameters": parameter_count(size), "page_cache_warm": fits_in_cache,
             "largest_tensor_bytes": largest, "rows": rows}
 
 
@@ -233,7 +239,8 @@ def _memory_bytes() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", nargs="+", default=list(QWEN25_SHAPES), choices=list(QWEN25_SHAPES))
-    parser.add_argument("--repeats", type=int, default=3, help="measured rounds when the trio fits in page cache")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="measured rounds (mergekit's built-in methods: one round on a cold cache)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 METHODS = ["reasoning_vector", "task_arithmetic", "linear"]
@@ -19,34 +20,48 @@ def append_section(results: dict, benchmarks: Path) -> None:
         "Inputs: random bfloat16 trios with the shapes of Qwen2.5 0.5B, 1.5B, 3B and 7B (bench/merge_trio.py). "
         "Merge time: `mergekit-yaml`'s main() timed inside the process, after imports (median of the "
         "measured rounds, which run the methods in turn; one unmeasured round first when the trio fits in "
-        "the page cache). Every run starts from the same page cache: its inputs just read (warm) when "
-        "three inputs and an output fit in 60% of memory, else an empty cache (cold: dropped before each "
-        "run), whatever ran before, and with nothing left to write back (synced first). Peak RSS: the "
+        "the page cache; on a cold cache mergekit's built-in methods run in the first round only). Every "
+        "run starts from the same page cache: its inputs just read (warm) when three inputs and an output "
+        "fit in 60% of memory, else an empty cache (cold: dropped before each run), whatever ran before, and with nothing left to write back (synced first). Peak RSS: the "
         "process's high-water mark (file-backed pages included); peak anonymous: polled every 20 ms. "
         "I/O floor: read the three inputs, write one output of the same size into a new file, through the "
         "page cache or past it (O_DIRECT). Ratios are to the faster of the two floors of the same size.",
         f"Command: `.venv/bin/python {results['command']}`\n",
-        "| size | parameters | page cache, rounds | run | merge (s) | / faster I/O floor | wall (s) | peak RSS (MiB) "
-        "| peak anonymous (MiB) | values not bit-identical to float64 rounded once |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| size | parameters | page cache, rounds | run | merge (s) | / faster I/O floor | merge per round (s) "
+        "| wall (s) | peak RSS (MiB) | peak anonymous (MiB) | values not bit-identical to float64 rounded once |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    paired = []
     for entry in results["sizes"]:
         if "skipped" in entry:
-            lines.append(f"| {entry['size']} | | | skipped: {entry['skipped']} | | | | | | |")
+            lines.append(f"| {entry['size']} | | | skipped: {entry['skipped']} | | | | | | | |")
             continue
         floor = min(entry["rows"][label]["merge_s"] for label in FLOORS)
         for method in METHODS + FLOORS:
             row = entry["rows"][method]
             inexact = row.get("inexact")
             exact = "n/a" if inexact is None else f"{inexact[0]:,} of {inexact[1]:,}"
-            cache = f"{'warm' if entry['page_cache_warm'] else 'cold'}, {entry['rounds']}"
+            rounds = row["merge_s_per_round"]
+            cache = f"{'warm' if entry['page_cache_warm'] else 'cold'}, {len(rounds)}"
             lines.append(
                 f"| {entry['size']} | {entry['parameters'] / 1e9:.2f}B | {cache} | {method} | {row['merge_s']:.2f} | "
-                f"{row['merge_s'] / floor:.2f} | {row['wall_s']:.2f} | {row['peak_rss_mib']:.0f} | "
-                f"{row['peak_anon_mib']:.0f} | {exact} |")
+                f"{row['merge_s'] / floor:.2f} | {', '.join(f'{t:.2f}' for t in rounds)} | {row['wall_s']:.2f} | "
+                f"{row['peak_rss_mib']:.0f} | {row['peak_anon_mib']:.0f} | {exact} |")
+        ratios = paired_ratios(entry["rows"])
+        paired.append(f"{entry['size']}: {', '.join(f'{r:.2f}' for r in ratios)} "
+                      f"(median {statistics.median(ratios):.2f}, highest {max(ratios):.2f})")
+    lines.append("\n`reasoning_vector` merge time / the faster I/O floor of the same round, round by round: "
+                 + "; ".join(paired) + ".")
     lines.append("\n![merge time and memory against model size](bench/results/merge_scaling.png)\n")
     with open(benchmarks, "a", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
+
+
+def paired_ratios(rows: dict) -> list[float]:
+    """reasoning_vector's time over the faster floor measured in the same round (the runs of a
+    round follow each other, so a drift of the machine between rounds cancels out)."""
+    floors = zip(*(rows[label]["merge_s_per_round"] for label in FLOORS))
+    return [merge / min(floor) for merge, floor in zip(rows["reasoning_vector"]["merge_s_per_round"], floors)]
 
 
 def plot(results: dict, path: Path) -> None:
