@@ -8,7 +8,10 @@ same size) two ways: through the page cache, as `cp` does, and past it (O_DIRECT
 merge's writer does where it can. Every run writes a new file in a new folder, deleted after
 it: a floor that overwrote its own last output would reuse the cache pages freed a moment
 before, which on a machine with free page reporting is several times faster than the fresh
-pages a merge's output gets. Each mergekit run goes through a small wrapper that imports mergekit first and
+pages a merge's output gets. For the same reason every run starts after --settle seconds
+idle (default 20: the time this machine took to hand 8 GiB of freed memory back to its host),
+so that none writes into memory another run freed a moment before (mergekit's built-in
+methods free several GB). Each mergekit run goes through a small wrapper that imports mergekit first and
 then times `mergekit-yaml`'s main(): the merge time without imports, measured, not
 subtracted. Reported: wall time, merge time, peak RSS (the kernel's high-water mark of the
 process) and peak anonymous memory (polled), values not bit-identical to the correctly
@@ -16,7 +19,7 @@ rounded float64 result, and each as a ratio to the faster I/O floor of the same 
 to bench/results/merge_scaling.json, a dated section of BENCHMARKS.md and
 bench/results/merge_scaling.png.
 
-    .venv/bin/python bench/bench_merge.py [--sizes 0.5B 1.5B 3B 7B] [--repeats 5] [--device cuda]
+    .venv/bin/python bench/bench_merge.py [--sizes 0.5B 1.5B 3B 7B] [--repeats 5] [--settle 20] [--device cuda]
 
 A 7B trio and one output take about 61 GB of disk: sizes that do not fit in the free space
 are skipped, and the table says so. Each size's trio is deleted once it is measured.
@@ -151,7 +154,7 @@ def count_inexact(out_dir: Path, folders: dict[str, Path], chunk: int = 1 << 24)
     return differ, total
 
 
-def bench_size(size: str, repeats: int, device: str) -> dict:
+def bench_size(size: str, repeats: int, device: str, settle_s: float) -> dict:
     need = 4 * trio_bytes(size) * 1.05
     free = shutil.disk_usage(ROOT).free
     if need > free and not (WORK / size / "complete").is_file():
@@ -187,6 +190,11 @@ def bench_size(size: str, repeats: int, device: str) -> dict:
             # Every run starts from the same page cache: the inputs read just before (when they
             # fit in memory), or nothing cached (when they do not), whatever ran before it.
             warm_or_drop_page_cache(inputs, fits_in_cache)
+            # ... and from settled memory: on a virtual machine that hands free pages back to
+            # its host, pages freed seconds before (by the run before) are several times
+            # cheaper to write than pages free for longer, which a merge started on an idle
+            # machine gets.
+            time.sleep(settle_s)
             runs[label].append(run(command))
             print(f"  {label}: {runs[label][-1]}", flush=True)
             if round_index == 0 and label not in FLOORS:
@@ -242,11 +250,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5,
                         help="measured rounds (mergekit's built-in methods: one round on a cold cache)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--settle", type=float, default=20.0, metavar="SECONDS",
+                        help="idle time before each run, so that memory freed by the run before it is "
+                             "handed back to the host first (0: none)")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     results = {"date": date.today().isoformat(), "machine": _machine(), "device": args.device,
-               "command": "bench/bench_merge.py " + " ".join(sys.argv[1:]),
-               "sizes": [bench_size(size, args.repeats, args.device) for size in args.sizes]}
+               "command": "bench/bench_merge.py " + " ".join(sys.argv[1:]), "settle_s": args.settle,
+               "sizes": [bench_size(size, args.repeats, args.device, args.settle) for size in args.sizes]}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "merge_scaling.json").write_text(json.dumps(results, indent=2) + "\n")
     from bench_merge_report import append_section, plot

@@ -24,7 +24,9 @@ def append_section(results: dict, benchmarks: Path) -> None:
         "measured rounds, which run the methods in turn; one unmeasured round first when the trio fits in "
         "the page cache; on a cold cache mergekit's built-in methods run in the first round only). Every "
         "run starts from the same page cache: its inputs just read (warm) when three inputs and an output "
-        "fit in 60% of memory, else an empty cache (cold: dropped before each run), whatever ran before, and with nothing left to write back (synced first). Peak RSS: the "
+        "fit in 60% of memory, else an empty cache (cold: dropped before each run), whatever ran before, and with nothing left to write back (synced first); "
+        f"then {results.get('settle_s', 0):g} s idle, so that memory freed by the run before has gone back to the host (free page reporting) "
+        "and no run writes into pages freed a moment before, which are several times cheaper here. Peak RSS: the "
         "process's high-water mark (file-backed pages included); peak anonymous: polled every 20 ms. "
         "I/O floor: read the three inputs, write one output of the same size into a new file, through the "
         "page cache or past it (O_DIRECT). Ratios are to the faster of the two floors of the same size.",
