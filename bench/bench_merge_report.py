@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -13,9 +14,13 @@ from scipy.stats import quantile_test
 
 METHODS = ["reasoning_vector", "task_arithmetic", "linear"]
 FLOORS = ["I/O floor, page cache", "I/O floor, direct"]
+MEDIAN_CONFIDENCE = 0.9  # of the interval given for each size's median paired ratio
 
 
 def append_section(results: dict, benchmarks: Path) -> None:
+    settle = (f"; then {results['settle_s']:g} s idle, so that memory freed by the run before has gone back to "
+              "the host (free page reporting) and no run writes into pages freed a moment before, which are "
+              "several times cheaper here") if results.get("settle_s") else ""
     lines = [
         f"\n## Merge scaling, 0.5B to 7B shapes ({results['date']})\n",
         f"Machine: {results['machine']}; device {results['device']}.",
@@ -24,9 +29,8 @@ def append_section(results: dict, benchmarks: Path) -> None:
         "measured rounds, which run the methods in turn; one unmeasured round first when the trio fits in "
         "the page cache; on a cold cache mergekit's built-in methods run in the first round only). Every "
         "run starts from the same page cache: its inputs just read (warm) when three inputs and an output "
-        "fit in 60% of memory, else an empty cache (cold: dropped before each run), whatever ran before, and with nothing left to write back (synced first); "
-        f"then {results.get('settle_s', 0):g} s idle, so that memory freed by the run before has gone back to the host (free page reporting) "
-        "and no run writes into pages freed a moment before, which are several times cheaper here. Peak RSS: the "
+        "fit in 60% of memory, else an empty cache (cold: dropped before each run), whatever ran before, and with nothing left to write back (synced first)"
+        f"{settle}. Peak RSS: the "
         "process's high-water mark (file-backed pages included); peak anonymous: polled every 20 ms. "
         "I/O floor: read the three inputs, write one output of the same size into a new file, through the "
         "page cache or past it (O_DIRECT). Ratios are to the faster of the two floors of the same size.",
@@ -56,7 +60,7 @@ def append_section(results: dict, benchmarks: Path) -> None:
                       f"(median {statistics.median(ratios):.2f}, {median_interval(ratios)})")
     lines.append("\n`reasoning_vector` merge time / the faster I/O floor of the same round, round by round: "
                  + "; ".join(paired) + ". Intervals: for the median ratio, distribution-free (order "
-                 "statistics of the rounds, scipy.stats.quantile_test), at 90% confidence.")
+                 f"statistics of the rounds, scipy.stats.quantile_test), at {MEDIAN_CONFIDENCE:.0%} confidence.")
     lines.append("\n![merge time and memory against model size](bench/results/merge_scaling.png)\n")
     with open(benchmarks, "a", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
@@ -69,11 +73,11 @@ def paired_ratios(rows: dict) -> list[float]:
     return [merge / min(floor) for merge, floor in zip(rows["reasoning_vector"]["merge_s_per_round"], floors)]
 
 
-def median_interval(ratios: list[float], confidence: float = 0.9) -> str:
+def median_interval(ratios: list[float], confidence: float = MEDIAN_CONFIDENCE) -> str:
     """The distribution-free interval for the median of the rounds' ratios, as text (with five
     rounds, the lowest to the highest round, which covers the median with probability 94%)."""
     interval = quantile_test(ratios, p=0.5).confidence_interval(confidence_level=confidence)
-    if interval.low != interval.low or interval.high != interval.high:  # NaN: too few rounds
+    if math.isnan(interval.low) or math.isnan(interval.high):  # too few rounds
         return f"too few rounds for a {confidence:.0%} interval"
     return f"{confidence:.0%} interval {interval.low:.2f} to {interval.high:.2f}"
 
