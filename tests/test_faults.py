@@ -4,8 +4,10 @@ After every kill: the previous output is intact or the new one is complete (neve
 never half-written), and the next run finishes without serving anything partial. Every run
 is forked after its imports (tests/forked_scripts.py), where nothing has been written yet,
 so kill points all fall on the work: one seeded random point in each of KILLS equal slices
-of the time a full run takes (the shortest of a few runs measured first, the same way), so
-the kills cover the whole run, its start and its end included, whatever the seed draws.
+of the time a full run takes (measured first, the same way; for the merge and the
+extraction, the shortest of three runs, so that one slow run cannot stretch the window past
+the work), so the kills cover the whole run, its start and its end included, whatever the
+seed draws.
 """
 
 from __future__ import annotations
@@ -72,12 +74,10 @@ def staging_left(parent: Path) -> list[Path]:
 def test_kill_during_merge_leaves_the_previous_or_the_new_output(toy, tmp_path):
     recipes = [write_recipe(tmp_path / f"r{alpha}.yml", recipe_dict(toy["target"], toy["sft"], toy["grpo"],
                                                                      alpha=alpha)) for alpha in (0.5, 1.5)]
-    expected = {}
-    for recipe in recipes:  # the two complete outputs
-        timed(["rv", "merge", str(recipe), str(tmp_path / recipe.stem), "--quiet"], OFFLINE_ENV)
-        expected[recipe] = tensors_digest(load_tensors(tmp_path / recipe.stem))
-    out = tmp_path / "out"
+    out, other = tmp_path / "out", tmp_path / "other"  # the two complete outputs
     duration = shortest_run(["rv", "merge", str(recipes[0]), str(out), "--force", "--quiet"], OFFLINE_ENV)
+    timed(["rv", "merge", str(recipes[1]), str(other), "--quiet"], OFFLINE_ENV)
+    expected = {recipes[0]: tensors_digest(load_tensors(out)), recipes[1]: tensors_digest(load_tensors(other))}
     state, swaps = expected[recipes[0]], []  # swaps: for each kill that asked for a change, did it land?
     for kill, delay in enumerate(kill_delays(duration, seed=1234)):
         recipe, previous = recipes[(kill + 1) % 2], state
