@@ -9,6 +9,7 @@ import json
 import math
 import statistics
 from pathlib import Path
+from typing import Optional
 
 from scipy.stats import quantile_test
 
@@ -17,14 +18,19 @@ FLOORS = ["I/O floor, page cache", "I/O floor, direct"]
 MEDIAN_CONFIDENCE = 0.9  # of the interval given for each size's median paired ratio
 
 
-def append_section(results: dict, benchmarks: Path) -> None:
+def append_section(results: dict, benchmarks: Path, image: Optional[str] = None) -> None:
+    """Append a dated section with the table and round-by-round ratios, and the plot at
+    `image` (a path relative to the repository) if there is one."""
     settle = (f"; then {results['settle_s']:g} s idle, so that memory freed by the run before has gone back to "
               "the host (free page reporting) and no run writes into pages freed a moment before, which are "
               "several times cheaper here") if results.get("settle_s") else ""
+    names = [entry["size"] for entry in results["sizes"]]
+    shapes = names[0] if len(names) == 1 else f"{names[0]} to {names[-1]}"
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
     lines = [
-        f"\n## Merge scaling, 0.5B to 7B shapes ({results['date']})\n",
+        f"\n## Merge scaling, {shapes} shapes ({results['date']})\n",
         f"Machine: {results['machine']}; device {results['device']}.",
-        "Inputs: random bfloat16 trios with the shapes of Qwen2.5 0.5B, 1.5B, 3B and 7B (bench/merge_trio.py). "
+        f"Inputs: random bfloat16 trios with the shapes of Qwen2.5 {listed} (bench/merge_trio.py). "
         "Merge time: `mergekit-yaml`'s main() timed inside the process, after imports (median of the "
         "measured rounds, which run the methods in turn; one unmeasured round first when the trio fits in "
         "the page cache; on a cold cache mergekit's built-in methods run in the first round only). Every "
@@ -61,7 +67,8 @@ def append_section(results: dict, benchmarks: Path) -> None:
     lines.append("\n`reasoning_vector` merge time / the faster I/O floor of the same round, round by round: "
                  + "; ".join(paired) + ". Intervals: for the median ratio, distribution-free (order "
                  f"statistics of the rounds, scipy.stats.quantile_test), at {MEDIAN_CONFIDENCE:.0%} confidence.")
-    lines.append("\n![merge time and memory against model size](bench/results/merge_scaling.png)\n")
+    if image:
+        lines.append(f"\n![merge time and memory against model size]({image})\n")
     with open(benchmarks, "a", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
 
@@ -82,13 +89,16 @@ def median_interval(ratios: list[float], confidence: float = MEDIAN_CONFIDENCE) 
     return f"{confidence:.0%} interval {interval.low:.2f} to {interval.high:.2f}"
 
 
-def plot(results: dict, path: Path) -> None:
+def plot(results: dict, path: Path) -> bool:
+    """Draw time and memory against model size; False (nothing drawn) for fewer than two sizes."""
+    sizes = [e for e in results["sizes"] if "skipped" not in e]
+    if len(sizes) < 2:
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sizes = [e for e in results["sizes"] if "skipped" not in e]
     figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
     billions = [e["parameters"] / 1e9 for e in sizes]
     for method in METHODS + FLOORS:
@@ -105,6 +115,7 @@ def plot(results: dict, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+    return True
 
 
 if __name__ == "__main__":
