@@ -41,3 +41,9 @@ class SandboxError(RvError):
 
 class ServerError(RvError):
     """An inference server rv started could not start, died, or answered garbage."""
+
+
+def describe_error(error: Exception) -> str:
+    """An exception as one line for a message: its type and the first line of its text."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__

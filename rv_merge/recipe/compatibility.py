@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rv_merge.errors import CompatibilityError
+from rv_merge.errors import CompatibilityError, describe_error
 from rv_merge.recipe.head_tying import HEAD, embedding_name, output_head
 from rv_merge.recipe.head_tying import describe as describe_output_head
 from rv_merge.recipe.loading import load_recipe
@@ -19,6 +19,7 @@ from rv_merge.recipe.model_locations import locate_model
 from rv_merge.recipe.schema import Recipe
 from rv_merge.recipe.weight_files import read_safetensors_headers
 from rv_merge.recipe.vector_folder import is_vector_folder, read_metadata
+from rv_merge.recipe.vocabulary_check import check_tokenizers
 
 # Plain mergekit-yaml has no flag of ours: this variable, read once by the startup hook, opts in.
 ALLOW_PICKLE_ENV = "RV_MERGE_ALLOW_PICKLE"
@@ -83,7 +84,7 @@ def check_recipe(recipe: Recipe, source: str, allow_pickle: bool = False) -> Che
     lines.append(f"ok   {target.label}: embeddings {'tied' if tied else 'untied'}, consistent with its weights")
     plan = output_head(target, tied, models[1:])
     lines.append(describe_output_head(plan, target))
-    lines.append(_check_tokenizers(models, source, recipe.align_vocabularies))
+    lines.append(check_tokenizers(models, source, recipe.align_vocabularies))
     return CheckResult(lines, plan)
 
 
@@ -98,7 +99,7 @@ def _read_model(role: str, reference: str, source: str, allow_pickle: bool) -> M
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     except Exception as error:
         raise CompatibilityError(
-            f"{source}: {role} `{reference}`: cannot read config.json ({_first_line(error)}); "
+            f"{source}: {role} `{reference}`: cannot read config.json ({describe_error(error)}); "
             "the folder must hold a transformers model config"
         ) from None
     if not getattr(config, "architectures", None):
@@ -139,7 +140,7 @@ def _remote_headers(repo_id: str, source: str) -> dict[str, tuple[str, tuple[int
     except Exception as error:
         raise CompatibilityError(
             f"{source}: cannot read the safetensors headers of `{repo_id}` on the Hub "
-            f"({_first_line(error)})"
+            f"({describe_error(error)})"
         ) from None
     return {
         name: (info.dtype, tuple(info.shape))
@@ -256,50 +257,6 @@ def _check_tying(target: ModelFiles, source: str) -> None:
         )
 
 
-def _check_tokenizers(models: list[ModelFiles], source: str, align_vocabularies: bool) -> str:
-    vocabularies = [_load_vocabulary(m, source) for m in models]
-    target = vocabularies[0]
-    for model, vocabulary in zip(models[1:], vocabularies[1:]):
-        differing = [t for t in set(target) | set(vocabulary) if target.get(t) != vocabulary.get(t)]
-        if not differing or align_vocabularies:
-            continue
-        token = sorted(differing)[0]
-        raise CompatibilityError(
-            f"{source}: tokenizers differ: token {token!r} is id {target.get(token)} in "
-            f"{models[0].label} but {vocabulary.get(token)} in {model.label} "
-            f"({len(differing)} tokens differ); use a pair built on the target's tokenizer, or "
-            "add `tokenizer_source: base` to align embedding rows by token string"
-        )
-    if align_vocabularies:
-        return "ok   tokenizers load (token-to-id mappings may differ: aligned by token string)"
-    return f"ok   tokenizers load and map all {len(target)} tokens to the same ids"
-
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
-
-
-def _load_vocabulary(model: ModelFiles, source: str) -> dict[str, int]:
-    from transformers import AutoTokenizer
-
-    if not any((model.path / name).is_file() for name in TOKENIZER_FILES):
-        raise CompatibilityError(
-            f"{source}: {model.label}: cannot load its tokenizer (no {', '.join(TOKENIZER_FILES)}); "
-            "copy the tokenizer files (tokenizer.json, tokenizer_config.json) into the folder"
-        )
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=False)
-        return tokenizer.get_vocab()
-    except Exception as error:
-        raise CompatibilityError(
-            f"{source}: {model.label}: cannot load its tokenizer ({_first_line(error)}); "
-            "copy the tokenizer files (tokenizer.json, tokenizer_config.json) into the folder"
-        ) from None
-
-
 def _few(names: list[str]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
