@@ -28,7 +28,6 @@ import time
 from datetime import date
 from importlib.metadata import version
 from pathlib import Path
-from types import SimpleNamespace
 
 from rv_merge.recipe.vocabulary_check import check_tokenizers
 
@@ -62,25 +61,23 @@ def build_qwen_sized_tokenizer(folder: Path, seed: int = 0) -> int:
     return len(tokenizer)
 
 
-def models_for(case: str, base: Path) -> list[SimpleNamespace]:
-    """target, sft and grpo folders holding copies of the tokenizer in `base`."""
-    folders = []
-    for role in ("target", "sft", "grpo"):
-        folder = WORK / case / role
+def models_for(case: str, base: Path) -> dict[str, Path]:
+    """target, sft and grpo folders holding copies of the tokenizer in `base`, by role."""
+    folders = {role: WORK / case / role for role in ("target", "sft", "grpo")}
+    for folder in folders.values():
         shutil.copytree(base, folder)
-        folders.append(SimpleNamespace(path=folder, label=role))
     if case == "rv-merge, configs differ":
-        config_file = folders[0].path / "tokenizer_config.json"
+        config_file = folders["target"] / "tokenizer_config.json"
         config = json.loads(config_file.read_text())
         config["eos_token"] = "<|im_end|>"  # an instruct target: another (existing) end token
         config_file.write_text(json.dumps(config, indent=2))
     return folders
 
 
-def load_each(models: list[SimpleNamespace]) -> None:
+def load_each(folders: dict[str, Path]) -> None:
     from transformers import AutoTokenizer
 
-    vocabularies = [AutoTokenizer.from_pretrained(m.path).get_vocab() for m in models]
+    vocabularies = [AutoTokenizer.from_pretrained(folder).get_vocab() for folder in folders.values()]
     for other in vocabularies[1:]:
         if other != vocabularies[0]:
             raise SystemExit("the benchmark's tokenizers differ: the cases are not comparable")

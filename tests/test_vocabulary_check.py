@@ -4,7 +4,6 @@ files count as the same: a difference outside tokenizer.json still gets its own 
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
@@ -25,12 +24,8 @@ def loads(monkeypatch):
     return called
 
 
-def models(**folders):
-    return [SimpleNamespace(path=path, label=role) for role, path in folders.items()]
-
-
 def test_a_pair_with_the_targets_tokenizer_files_is_checked_with_one_load(toy, loads):
-    line = check_tokenizers(models(target=toy["target"], sft=toy["sft"], grpo=toy["grpo"]), "r.yml", False)
+    line = check_tokenizers({"target": toy["target"], "sft": toy["sft"], "grpo": toy["grpo"]}, "r.yml", False)
     assert line == "ok   tokenizers load and map all 320 tokens to the same ids"
     assert loads == [toy["target"]]
 
@@ -43,5 +38,5 @@ def test_an_added_token_in_tokenizer_config_alone_is_seen(toy, loads, tmp_path):
     config["extra_special_tokens"] = ["<|rv_extra|>"]
     (sft / "tokenizer_config.json").write_text(json.dumps(config))
     with pytest.raises(CompatibilityError, match=r"token '<\|rv_extra\|>' is id None in target but 320 in sft"):
-        check_tokenizers(models(target=toy["target"], sft=sft, grpo=toy["grpo"]), "r.yml", False)
+        check_tokenizers({"target": toy["target"], "sft": sft, "grpo": toy["grpo"]}, "r.yml", False)
     assert loads == [toy["target"], sft]

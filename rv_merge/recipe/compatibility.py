@@ -84,7 +84,7 @@ def check_recipe(recipe: Recipe, source: str, allow_pickle: bool = False) -> Che
     lines.append(f"ok   {target.label}: embeddings {'tied' if tied else 'untied'}, consistent with its weights")
     plan = output_head(target, tied, models[1:])
     lines.append(describe_output_head(plan, target))
-    lines.append(check_tokenizers(models, source, recipe.align_vocabularies))
+    lines.append(check_tokenizers({m.label: m.path for m in models}, source, recipe.align_vocabularies))
     return CheckResult(lines, plan)
 
 

@@ -11,12 +11,9 @@ target's tokenizer, which the merged model gets, loads at all.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from rv_merge.errors import CompatibilityError, describe_error
-
-if TYPE_CHECKING:
-    from rv_merge.recipe.compatibility import ModelFiles
 
 # Files that can define the vocabulary (one of them must exist) ...
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
@@ -25,19 +22,21 @@ TOKENIZER_DEFINITION = TOKENIZER_FILES + ("merges.txt", "tokenizer_config.json",
                                           "added_tokens.json")
 
 
-def check_tokenizers(models: list["ModelFiles"], source: str, align_vocabularies: bool) -> str:
-    """Refuse models whose token ids differ from the target's (the first model) unless rows
-    are aligned by token string; the line `rv check` prints."""
-    vocabularies = _load_vocabularies(models, source)
+def check_tokenizers(folders: dict[str, Path], source: str, align_vocabularies: bool) -> str:
+    """Refuse models whose token ids differ from the target's unless rows are aligned by token
+    string; the line `rv check` prints. `folders`: each model's folder by its label in
+    messages, the target first."""
+    labels = list(folders)
+    vocabularies = _load_vocabularies(folders, source)
     target = vocabularies[0]
-    for model, vocabulary in zip(models[1:], vocabularies[1:]):
+    for label, vocabulary in zip(labels[1:], vocabularies[1:]):
         if align_vocabularies or vocabulary == target:  # == is quick; the list below is not
             continue
         differing = [t for t in set(target) | set(vocabulary) if target.get(t) != vocabulary.get(t)]
         token = sorted(differing)[0]
         raise CompatibilityError(
             f"{source}: tokenizers differ: token {token!r} is id {target.get(token)} in "
-            f"{models[0].label} but {vocabulary.get(token)} in {model.label} "
+            f"{labels[0]} but {vocabulary.get(token)} in {label} "
             f"({len(differing)} tokens differ); use a pair built on the target's tokenizer, or "
             "add `tokenizer_source: base` to align embedding rows by token string"
         )
@@ -46,34 +45,33 @@ def check_tokenizers(models: list["ModelFiles"], source: str, align_vocabularies
     return f"ok   tokenizers load and map all {len(target)} tokens to the same ids"
 
 
-def _load_vocabularies(models: list["ModelFiles"], source: str) -> list[dict[str, int]]:
+def _load_vocabularies(folders: dict[str, Path], source: str) -> list[dict[str, int]]:
     """Each model's token-to-id map, loading each distinct set of tokenizer files once."""
     loaded: list[tuple[dict[str, bytes], dict[str, int]]] = []
     vocabularies = []
-    for model in models:
-        files = {name: (model.path / name).read_bytes() for name in TOKENIZER_DEFINITION
-                 if (model.path / name).is_file()}
+    for label, folder in folders.items():
+        files = {name: (folder / name).read_bytes() for name in TOKENIZER_DEFINITION if (folder / name).is_file()}
         vocabulary = next((known for known_files, known in loaded if known_files == files), None)
         if vocabulary is None:
-            vocabulary = _load_vocabulary(model, source)
+            vocabulary = _load_vocabulary(label, folder, source)
             loaded.append((files, vocabulary))
         vocabularies.append(vocabulary)
     return vocabularies
 
 
-def _load_vocabulary(model: "ModelFiles", source: str) -> dict[str, int]:
+def _load_vocabulary(label: str, folder: Path, source: str) -> dict[str, int]:
     from transformers import AutoTokenizer
 
-    if not any((model.path / name).is_file() for name in TOKENIZER_FILES):
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise CompatibilityError(
-            f"{source}: {model.label}: cannot load its tokenizer (no {', '.join(TOKENIZER_FILES)}); "
+            f"{source}: {label}: cannot load its tokenizer (no {', '.join(TOKENIZER_FILES)}); "
             "copy the tokenizer files (tokenizer.json, tokenizer_config.json) into the folder"
         )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         return tokenizer.get_vocab()
     except Exception as error:
         raise CompatibilityError(
-            f"{source}: {model.label}: cannot load its tokenizer ({describe_error(error)}); "
+            f"{source}: {label}: cannot load its tokenizer ({describe_error(error)}); "
             "copy the tokenizer files (tokenizer.json, tokenizer_config.json) into the folder"
         ) from None
