@@ -124,8 +124,7 @@ def append_section(size: int, repeats: int, runs: dict[str, list[float]], loaded
         "target, SFT and GRPO; in the second case the target's tokenizer_config.json names another "
         "end-of-sequence token. Time of the whole tokenizer check, median of "
         f"{repeats} rounds that run the cases in turn (after one unmeasured load).",
-        "Command: `.venv/bin/python bench/bench_tokenizer_check.py" +
-        (f" --repeats {repeats}`\n" if repeats != 7 else "`\n"),
+        f"Command: `.venv/bin/python bench/bench_tokenizer_check.py --repeats {repeats}`\n",
         "| case | tokenizers loaded | check (s) | / load each | per round (s) |",
         "|---|---|---|---|---|",
     ]

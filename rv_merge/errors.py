@@ -43,7 +43,8 @@ class ServerError(RvError):
     """An inference server rv started could not start, died, or answered garbage."""
 
 
-def describe_error(error: Exception) -> str:
-    """An exception as one line for a message: its type and the first line of its text."""
+def describe_error(error: Exception, limit: int | None = None) -> str:
+    """An exception as one line for a message: its type and the first line of its text (cut to
+    `limit` characters: some libraries put a whole response body there)."""
     text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+    return f"{type(error).__name__}: {text.splitlines()[0][:limit]}" if text else type(error).__name__

@@ -36,7 +36,7 @@ from typing import Callable
 
 from lm_eval.tasks import TaskManager
 
-from rv_merge.errors import ServerError
+from rv_merge.errors import ServerError, describe_error
 from rv_merge.evaluate.context import Backend, EvalContext
 from rv_merge.evaluate.jobs import Job, JobResult
 from rv_merge.evaluate.lm_eval_job import evaluate_job
@@ -107,7 +107,7 @@ class Server:
     def failure(self, job: Job, error: Exception) -> ServerError:
         """The error to report when a job failed against this server."""
         state = (f"exited with status {self.process.returncode}" if self.process.poll() is not None
-                 else f"answered badly ({type(error).__name__}: {str(error).strip().splitlines()[0][:300]})")
+                 else f"answered badly ({describe_error(error, limit=300)})")
         return ServerError(f"the server for {job.model.label} ({self.model}) {state} during {job.task}; "
                            f"nothing was cached for this job. Its last lines:\n{self.last_lines()}")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from rv_merge.errors import CompatibilityError
+from rv_merge.errors import CompatibilityError, describe_error
 
 SMALL_FILE_BYTES = 4 * 2**20
 
@@ -51,8 +51,7 @@ def _hub_snapshot(repo_id: str, source: str) -> Path:
         return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.txt", "*.model", "*.jinja"]))
     except Exception as error:  # network, auth, missing repo: all end the check the same way
         raise CompatibilityError(
-            f"{source}: cannot fetch `{repo_id}` from the Hub ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else 'no detail'}); check the id and "
+            f"{source}: cannot fetch `{repo_id}` from the Hub ({describe_error(error)}); check the id and "
             "your network, or use a local folder"
         ) from None
 
