@@ -406,8 +406,9 @@ def test_steering_vectors_are_evaluated_by_hooks_on_the_target(workspace, monkey
 
 
 def test_a_task_fingerprint_covers_the_code_its_hooks_run_and_only_that(tmp_path, monkeypatch):
-    """Editing the sandbox re-runs HumanEval but not GSM8K; editing the perturbations re-runs
-    both; the sandbox's harness (run as text, not imported) counts for HumanEval."""
+    """Editing the sandbox or the code perturbations re-runs HumanEval but not GSM8K; editing
+    the shared perturbations re-runs both; the sandbox's harness (run as text, not imported)
+    counts for HumanEval."""
     from rv_merge.evaluate import result_cache
 
     sources = tmp_path / "evaluate"
@@ -420,7 +421,8 @@ def test_a_task_fingerprint_covers_the_code_its_hooks_run_and_only_that(tmp_path
 
     before = prints()
     for name, changed in (("sandbox.py", {"rv_humaneval"}), ("sandbox_harness.py", {"rv_humaneval"}),
-                          ("perturb.py", {"rv_gsm8k", "rv_humaneval"}), ("conditions.py", set())):
+                          ("perturb.py", {"rv_gsm8k", "rv_humaneval"}), ("perturb_code.py", {"rv_humaneval"}),
+                          ("conditions.py", set())):
         with open(sources / name, "a") as handle:
             handle.write("\n# edited\n")
         after = prints()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rv_merge.evaluate import humaneval, perturb, suite
+from rv_merge.evaluate import humaneval, perturb, perturb_code, suite
 from rv_merge.evaluate.data import humaneval_problems
 from tests.scripted_lm import ScriptedLM
 
@@ -194,18 +194,18 @@ def test_bbh_variants(task_manager):
 def test_humaneval_variants_keep_tests_and_change_prompt_as_specified():
     problems = humaneval_problems()
     for problem in problems:
-        renamed, record = perturb.humaneval_rename(dict(problem), perturb.rng_for("t", problem["task_id"]))
+        renamed, record = perturb_code.humaneval_rename(dict(problem), perturb.rng_for("t", problem["task_id"]))
         assert renamed["test"] == problem["test"] and renamed["entry_point"] == problem["entry_point"]
         old_words, new_words = re.findall(r"\w+", problem["prompt"]), re.findall(r"\w+", renamed["prompt"])
         assert len(old_words) == len(new_words)
         assert all(a == b or record["renamed"].get(a) == b for a, b in zip(old_words, new_words)), problem["task_id"]
-        typo, record = perturb.humaneval_typos(dict(problem), perturb.rng_for("t", problem["task_id"]))
+        typo, record = perturb_code.humaneval_typos(dict(problem), perturb.rng_for("t", problem["task_id"]))
         changed = {(a, b) for a, b in zip(re.findall(r"\w+", problem["prompt"]), re.findall(r"\w+", typo["prompt"])) if a != b}
         assert changed == {tuple(pair) for pair in record["typos"]}
         assert all(sorted(a) == sorted(b) for a, b in changed)  # letters swapped, none lost
         code_lines = [line for line in typo["prompt"].splitlines() if ">>>" in line or line.startswith(("def ", "from ", "import "))]
         assert all(line in problem["prompt"].splitlines() for line in code_lines)
-    assert sum(bool(perturb.humaneval_typos(dict(p), perturb.rng_for("t", p["task_id"]))[1]["typos"]) for p in problems) > 100
+    assert sum(bool(perturb_code.humaneval_typos(dict(p), perturb.rng_for("t", p["task_id"]))[1]["typos"]) for p in problems) > 100
 
 
 def perturb_record(doc: dict) -> dict:
@@ -219,7 +219,7 @@ def perturb_record(doc: dict) -> dict:
 def test_canonical_solutions_pass_all_164_in_the_sandbox(variant):
     docs = humaneval_problems()
     if variant == "rename":
-        docs = [perturb.humaneval_rename(dict(d), perturb.rng_for("rv_humaneval_rename", d["task_id"]))[0] for d in docs]
+        docs = [perturb_code.humaneval_rename(dict(d), perturb.rng_for("rv_humaneval_rename", d["task_id"]))[0] for d in docs]
     results = humaneval.execute([[d["canonical_solution"]] for d in docs], docs)
     failures = [(d["task_id"], r[0]["reason"]) for d, r in zip(docs, results) if not r[0]["passed"]]
     assert len(docs) == 164 and failures == []

@@ -5,7 +5,7 @@ execution happens in the filter step so that each sample's log records the progr
 outcome and, when it failed, why (timeout, memory limit, AssertionError, ...).
 """
 
-from rv_merge.evaluate import data, humaneval, perturb
+from rv_merge.evaluate import data, humaneval, perturb, perturb_code
 
 
 def load(**_metadata):
@@ -15,11 +15,11 @@ def load(**_metadata):
 
 
 def rename(dataset):
-    return perturb.perturb_docs(dataset, "rv_humaneval_rename", perturb.humaneval_rename, "task_id")
+    return perturb.perturb_docs(dataset, "rv_humaneval_rename", perturb_code.humaneval_rename, "task_id")
 
 
 def typos(dataset):
-    return perturb.perturb_docs(dataset, "rv_humaneval_typos", perturb.humaneval_typos, "task_id")
+    return perturb.perturb_docs(dataset, "rv_humaneval_typos", perturb_code.humaneval_typos, "task_id")
 
 
 execute = humaneval.execute
