@@ -9,7 +9,7 @@ merge times leave this cost out. This measures it, in one run, three ways, in tu
 - `rv-merge, configs differ`: the same tokenizer.json, but the target's tokenizer_config.json
   names another end-of-sequence token (as a base and an instruct model do): two loads;
 - `load each`: what a check that loads every model's tokenizer and compares the maps does
-  (rv-merge before bench/bench_tokenizer_check.py, or a user by hand): three loads.
+  (rv-merge's check before commit 6078811, or a user by hand): three loads.
 The tokenizer is synthetic (byte-level BPE, random merges, seeded) with Qwen2.5's counts:
 151,643 tokens and 22 special ones. Results: a dated section of BENCHMARKS.md.
 
