@@ -271,9 +271,11 @@ def main() -> None:
 def _machine() -> str:
     from importlib.metadata import version
 
+    from llvmlite.binding import get_host_cpu_name as host_cpu_name
+
     return (f"{platform.machine()}, {os.cpu_count()} cores, {_memory_bytes() / 2**30:.0f} GiB, "
             f"Python {platform.python_version()}, torch {torch.__version__}, mergekit {version('mergekit')}, "
-            f"numba {version('numba')}, rv-merge {version('rv-merge')}")
+            f"llvmlite {version('llvmlite')} (kernel compiled for {host_cpu_name()}), rv-merge {version('rv-merge')}")
 
 
 if __name__ == "__main__":

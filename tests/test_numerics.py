@@ -8,7 +8,9 @@ no bfloat16), independently of the kernel.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -167,6 +169,33 @@ def test_a_nan_of_any_payload_is_reported_not_rounded_into_a_number(bits):
     out = torch.empty(2, dtype=torch.bfloat16)
     assert merge_into(out, torch.zeros(2, dtype=torch.bfloat16), 1.0, vector, None) is False
     assert out[0].item() == 0.5 and torch.isnan(out[1])
+
+
+@pytest.mark.parametrize("bad", [1e39, -1e39, math.nan, math.inf])
+def test_a_float32_result_that_overflows_or_is_nan_is_reported(bad):
+    finite = torch.tensor([0.5, 3e38, -2.0], dtype=torch.float64)  # 3e38 still fits
+    assert merge_into(torch.empty(3), torch.zeros(3), 1.0, finite, None) is True
+    values = torch.tensor([0.5, 3e38, bad, -2.0], dtype=torch.float64)
+    out = torch.empty(4, dtype=torch.float32)
+    assert merge_into(out, torch.zeros(4), 1.0, values, None) is False
+    assert out[0].item() == 0.5 and not math.isfinite(out[2].item())
+
+
+@pytest.mark.parametrize("path", ["cpu kernel", "torch"])
+def test_the_product_is_rounded_before_the_sum_never_fused(path):
+    """target + c * v rounds c * v to float64 first, as the reference does. A fused
+    multiply-add (which a compiler may emit when allowed to contract) keeps the product's
+    exact value, here just above a bfloat16 tie, and rounds the other way."""
+    wanted = 1 + 2.0**-9 + 2.0**-17  # 3 * v rounded: minus 1, it is a bfloat16 tie
+    vector = torch.tensor([wanted / 3], dtype=torch.float64)
+    assert vector.item() * 3 == wanted and Fraction(vector.item()) * 3 > wanted  # the product was rounded down
+    target = torch.tensor([-1.0], dtype=torch.bfloat16)
+    if path == "cpu kernel":
+        out = torch.empty(1, dtype=torch.bfloat16)
+        assert merge_into(out, target, 3.0, vector, None) is True
+    else:
+        out = apply_vector_with_torch(target, 3.0, vector)
+    assert out.item() == 2.0**-9  # the tie, to even; fused: 2**-9 * (1 + 2**-7)
 
 
 def test_parts_merged_on_several_threads_cover_the_tensor_and_report_overflow(monkeypatch):

@@ -2,13 +2,15 @@
 
 torch computes `target + c * (plus - minus)` in float64 as about ten passes over each block
 (three conversions, the arithmetic, and a correct rounding built from several operations),
-which on CPU costs more than reading and writing the tensors. Compiled with numba, the same
-float64 operations in the same order, followed by one correct rounding written without
-branches on the values (so the compiler works on several elements per instruction), take one
-pass and give identical bits (tests/test_numerics.py checks them against the torch path and an
-independent reference; bench/bench_merge.py measures the speed). Large tensors are cut into
-parts merged on every usable core at once (the loop releases the GIL); each element is
-computed alone, so the parts give the same bits as one pass.
+which on CPU costs more than reading and writing the tensors. Here the same float64
+operations in the same order, followed by one correct rounding written without branches on
+the values, are one loop in LLVM IR (built with llvmlite), compiled for the host CPU the first
+time a process merges a combination of dtypes (about 30 ms). LLVM vectorises the loop; the IR
+carries no fast-math flags, so it may not fuse, reorder or approximate any floating-point
+operation, and every element gets the bits of the scalar loop (tests/test_numerics.py checks
+them against the torch path and independent references; bench/bench_merge.py measures the
+speed). Large tensors are cut into parts merged on every usable core at once (ctypes releases
+the GIL during each call); each element is computed alone, so the parts give the same bits.
 
 Supported: output bfloat16 or float32; inputs bfloat16, float32 or float64 (stored vectors).
 `merge_into` returns None for anything else, and the caller uses the torch path.
@@ -16,19 +18,21 @@ Supported: output bfloat16 or float32; inputs bfloat16, float32 or float64 (stor
 
 from __future__ import annotations
 
+import ctypes
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional
+from typing import Callable, Optional
 
-import numba
-import numpy as np
+import llvmlite.binding as llvm
 import torch
 from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic, overload
 
-INPUT_DTYPES = {torch.bfloat16: np.uint16, torch.float32: np.float32, torch.float64: np.float64}
-OUTPUT_DTYPES = {torch.bfloat16: np.uint16, torch.float32: np.float32}
+I16, I32, I64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
+F32, F64 = ir.FloatType(), ir.DoubleType()
+# The IR type of an element of each dtype (bfloat16 is handled as its 16-bit pattern).
+INPUT_TYPES = {torch.bfloat16: I16, torch.float32: F32, torch.float64: F64}
+OUTPUT_TYPES = {torch.bfloat16: I16, torch.float32: F32}
 # Tensors with fewer elements run in one piece (a part costs ~10 us to hand out); larger ones in
 # parts of at least this many elements, four per core so that a core slowed by other work
 # (the output writer, page faults on the inputs) does not hold the others up.
@@ -40,85 +44,132 @@ _WORKERS = ThreadPoolExecutor(max_workers=CORES, thread_name_prefix="rv-merge ke
 def merge_into(out: torch.Tensor, target: torch.Tensor, coefficient: float, plus: torch.Tensor,
                minus: Optional[torch.Tensor]) -> Optional[bool]:
     """out = target + coefficient * (plus - minus), rounded once; returns whether every result
-    is finite, or None if the dtypes or device are not supported here (nothing is written
-    then). `minus` may be None."""
-    tensors = [target, plus] + ([] if minus is None else [minus])
-    if out.device.type != "cpu" or out.dtype not in OUTPUT_DTYPES or \
-            any(t.dtype not in INPUT_DTYPES or t.device.type != "cpu" for t in tensors):
+    is finite, or None if the dtypes, device or layout are not supported here (nothing is
+    written then). `minus` may be None."""
+    inputs = [target, plus] + ([] if minus is None else [minus])
+    if out.device.type != "cpu" or out.dtype not in OUTPUT_TYPES or not out.is_contiguous() or \
+            any(t.dtype not in INPUT_TYPES or t.device.type != "cpu" or t.shape != out.shape for t in inputs):
         return None
-    arrays = [_as_array(out, OUTPUT_DTYPES[out.dtype])]
-    arrays += [None if t is None else _as_array(t, INPUT_DTYPES[t.dtype]) for t in (target, plus, minus)]
+    inputs = [t.contiguous() for t in inputs]  # a no-op for mapped or freshly merged tensors
+    kernel = _compiled_kernel(out.dtype, *(t.dtype for t in inputs))
+    tensors = [out, *inputs]
+
+    def merge_part(start: int, count: int) -> int:
+        pointers = [t.data_ptr() + start * t.element_size() for t in tensors]
+        return kernel(*pointers, count, float(coefficient))
+
     size = out.numel()
     part = max(PART_ELEMENTS, -(-size // (4 * CORES)))
     if _WORKERS is None or size < 2 * PART_ELEMENTS:
-        return _merge(*arrays, float(coefficient)) == 0
-    parts = [_WORKERS.submit(_merge, *[None if a is None else a[start:start + part] for a in arrays],
-                             float(coefficient)) for start in range(0, size, part)]
+        return merge_part(0, size) == 0
+    parts = [_WORKERS.submit(merge_part, start, min(part, size - start)) for start in range(0, size, part)]
     return not any([p.result() for p in parts])
 
 
-def _as_array(tensor: torch.Tensor, numpy_dtype) -> np.ndarray:
-    """A flat numpy view of the tensor's memory (bfloat16 as its uint16 bit patterns)."""
-    flat = tensor.detach().reshape(-1)
-    if tensor.dtype == torch.bfloat16:
-        flat = flat.view(torch.int16)
-    return flat.numpy().view(numpy_dtype)
+# ------------------------------------------------------------------ compiling the loop
+
+_COMPILED: dict[tuple[torch.dtype, ...], tuple[object, Callable]] = {}  # dtypes -> (engine, function)
+_COMPILE_LOCK = threading.Lock()
 
 
-@numba.njit(nogil=True, cache=True)
-def _merge(out, target, plus, minus, coefficient):
-    """The loop; returns nonzero if any result is NaN or infinite. Written without branches
-    on the values, so that the compiler can work on several elements per instruction."""
-    non_finite = 0
-    for i in range(out.size):
-        x = _widen(plus[i])
-        if minus is not None:
-            x -= _widen(minus[i])
-        x *= coefficient  # exact when the coefficient is 1
-        x += _widen(target[i])
-        out[i] = _narrow(x, out[i])
-        non_finite |= _non_finite(out[i])
-    return non_finite
+def _compiled_kernel(*dtypes: torch.dtype) -> Callable:
+    """The loop for (out, target, plus[, minus]) dtypes, as a C function:
+    int32 merge(out*, target*, plus*, [minus*,] int64 count, double coefficient), which returns
+    nonzero if any result is NaN or infinite. Compiled once per process and combination."""
+    with _COMPILE_LOCK:
+        if dtypes not in _COMPILED:
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            machine = _host_machine()
+            module = llvm.parse_assembly(str(_loop_ir(*dtypes)))
+            module.verify()
+            tuning = llvm.create_pipeline_tuning_options(3)  # speed level; its keyword was renamed across versions
+            tuning.loop_vectorization = tuning.slp_vectorization = True
+            passes = llvm.create_pass_builder(machine, tuning)
+            passes.getModulePassManager().run(module, passes)
+            engine = llvm.create_mcjit_compiler(module, machine)
+            engine.finalize_object()
+            signature = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_void_p] * len(dtypes),
+                                         ctypes.c_int64, ctypes.c_double)
+            _COMPILED[dtypes] = (engine, signature(engine.get_function_address("merge")))
+        return _COMPILED[dtypes][1]
 
 
-# ------------------------------------------------------------------ conversions, by type
+def _host_machine():
+    """A target machine for this CPU and its features (AVX-512, NEON, ...)."""
+    target = llvm.Target.from_default_triple()
+    try:
+        features = llvm.get_host_cpu_features().flatten()
+    except RuntimeError:  # not known on every platform; LLVM then assumes the baseline
+        features = ""
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=features, opt=3)
 
 
-def _widen(value):
+def _loop_ir(out_dtype: torch.dtype, target_dtype: torch.dtype, plus_dtype: torch.dtype,
+             minus_dtype: Optional[torch.dtype] = None) -> ir.Module:
+    """for i < count: x = widen(plus[i]) [- widen(minus[i])]; x *= c; x += widen(target[i]);
+    out[i] = narrow(x); flag |= non_finite(out[i])."""
+    module = ir.Module(name="rv_merge_kernel")
+    element_types = [OUTPUT_TYPES[out_dtype]] + [INPUT_TYPES[d] for d in (target_dtype, plus_dtype, minus_dtype) if d]
+    function = ir.Function(module, ir.FunctionType(I32, [t.as_pointer() for t in element_types] + [I64, F64]),
+                           name="merge")
+    out, target, plus = function.args[:3]
+    minus = function.args[3] if minus_dtype else None
+    count, coefficient = function.args[-2:]
+    entry, loop, done = (function.append_basic_block(name) for name in ("entry", "loop", "done"))
+
+    builder = ir.IRBuilder(entry)
+    builder.cbranch(builder.icmp_signed(">", count, I64(0)), loop, done)
+
+    builder.position_at_end(loop)
+    index, flags = builder.phi(I64), builder.phi(I16)
+
+    def element(pointer, dtype):
+        return _widen(builder, builder.load(builder.gep(pointer, [index])), dtype)
+
+    x = element(plus, plus_dtype)
+    if minus is not None:
+        x = builder.fsub(x, element(minus, minus_dtype))
+    x = builder.fmul(x, coefficient)  # exact when the coefficient is 1
+    x = builder.fadd(x, element(target, target_dtype))
+    value, non_finite = _narrow(builder, x, out_dtype)
+    builder.store(value, builder.gep(out, [index]))
+    next_flags = builder.or_(flags, non_finite)
+    next_index = builder.add(index, I64(1))
+    index.add_incoming(I64(0), entry)
+    index.add_incoming(next_index, loop)
+    flags.add_incoming(I16(0), entry)
+    flags.add_incoming(next_flags, loop)
+    builder.cbranch(builder.icmp_signed("<", next_index, count), loop, done)
+
+    builder.position_at_end(done)
+    result = builder.phi(I16)
+    result.add_incoming(I16(0), entry)
+    result.add_incoming(next_flags, loop)
+    builder.ret(builder.zext(result, I32))
+    return module
+
+
+def _widen(builder: ir.IRBuilder, value, dtype: torch.dtype):
     """Input element -> float64 (exact for every supported input)."""
+    if dtype == torch.bfloat16:  # bfloat16 bits: the top half of a float32
+        value = builder.bitcast(builder.shl(builder.zext(value, I32), I32(16)), F32)
+    return value if dtype == torch.float64 else builder.fpext(value, F64)
 
 
-@overload(_widen, inline="always")
-def _widen_by_type(value):
-    if isinstance(value, types.Integer):  # bfloat16 bits: the top half of a float32
-        return lambda value: np.float64(_float32_from_bits(np.uint32(value) << np.uint32(16)))
-    return lambda value: np.float64(value)
+def _narrow(builder: ir.IRBuilder, x, dtype: torch.dtype):
+    """float64 -> (output element, 16-bit flag that is nonzero if it is NaN or infinite)."""
+    if dtype == torch.float32:
+        single = builder.fptrunc(x, F32)  # a single correct rounding
+        magnitude = builder.call(builder.module.declare_intrinsic("llvm.fabs", [F32]), [single])
+        return single, builder.zext(builder.fcmp_unordered("==", magnitude, F32(float("inf"))), I16)
+    bits = _bfloat16_bits(builder, x)
+    # exponent all ones (NaN or infinity) carries into bit 15
+    flag = builder.and_(builder.add(builder.and_(bits, I16(0x7F80)), I16(0x80)), I16(0x8000))
+    return bits, flag
 
 
-def _non_finite(value):
-    """Nonzero if an output element is NaN or infinite (an overflow is infinite)."""
-
-
-@overload(_non_finite, inline="always")
-def _non_finite_by_type(value):
-    if isinstance(value, types.Integer):  # bfloat16 bits: exponent all ones carries into bit 15
-        return lambda value: ((value & np.uint16(0x7F80)) + np.uint16(0x80)) & np.uint16(0x8000)
-    return lambda value: np.uint16(not np.isfinite(value))
-
-
-def _narrow(value, like):
-    """float64 -> the output element type of `like`, rounded once to nearest even."""
-
-
-@overload(_narrow, inline="always")
-def _narrow_by_type(value, like):
-    if isinstance(like, types.Integer):
-        return lambda value, like: _bfloat16_bits(value)
-    return lambda value, like: np.float32(value)  # a single correct rounding
-
-
-@numba.njit(inline="always")
-def _bfloat16_bits(x):
+def _bfloat16_bits(builder: ir.IRBuilder, x):
     """The bfloat16 nearest to float64 `x` (ties to even), as bits.
 
     Rounding to float32 first and then to bfloat16 would round twice, which is wrong when the
@@ -127,27 +178,15 @@ def _bfloat16_bits(x):
     rounding is correct: float32 has more than two bits beyond bfloat16's at every exponent,
     subnormals included. Overflow gives infinity, NaN stays NaN.
     """
-    single = np.float32(x)
-    back = np.float64(single)
-    bits = _bits_of_float32(single)
-    bits -= np.uint32(abs(back) > abs(x))  # rounded away from zero: step back
-    bits |= np.uint32(back != x)  # inexact: sticky last bit
-    bits = np.uint32(0x7FC00000) if x != x else bits  # any NaN: a quiet one (no payload carries out)
-    bits += np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))  # to nearest, ties to even
-    return np.uint16(bits >> np.uint32(16))
-
-
-@intrinsic
-def _float32_from_bits(typingctx, bits):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return types.float32(types.uint32), codegen
-
-
-@intrinsic
-def _bits_of_float32(typingctx, value):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return types.uint32(types.float32), codegen
+    absolute = builder.module.declare_intrinsic("llvm.fabs", [F64])
+    single = builder.fptrunc(x, F32)
+    back = builder.fpext(single, F64)
+    bits = builder.bitcast(single, I32)
+    away_from_zero = builder.fcmp_ordered(">", builder.call(absolute, [back]), builder.call(absolute, [x]))
+    bits = builder.sub(bits, builder.zext(away_from_zero, I32))  # step back toward zero
+    bits = builder.or_(bits, builder.zext(builder.fcmp_unordered("!=", back, x), I32))  # inexact: sticky bit
+    # any NaN: a quiet one (no payload carries out)
+    bits = builder.select(builder.fcmp_unordered("!=", x, x), I32(0x7FC00000), bits)
+    lowest_kept = builder.and_(builder.lshr(bits, I32(16)), I32(1))
+    bits = builder.add(bits, builder.add(I32(0x7FFF), lowest_kept))  # to nearest, ties to even
+    return builder.trunc(builder.lshr(bits, I32(16)), I16)
