@@ -310,6 +310,26 @@ def test_merge_keys_cover_the_kernel_and_mergekit(monkeypatch, toy):
     assert model_store.merge_key(recipe, {"target": "a"}) != key
 
 
+@pytest.mark.parametrize("module", ["arithmetic", "cpu_kernel", "method"])
+def test_the_kernel_fingerprint_changes_with_each_module_that_computes_merged_values(module, monkeypatch, tmp_path):
+    """cpu_kernel.py, where the CPU merges happen, was once left out of the fingerprint."""
+    import importlib
+
+    from rv_merge.merge import model_store
+
+    code = importlib.import_module(f"rv_merge.merge.{module}")
+    model_store.kernel_fingerprint.cache_clear()
+    before = model_store.kernel_fingerprint()
+    edited = tmp_path / f"{module}.py"
+    edited.write_bytes(Path(code.__file__).read_bytes() + b"# edited\n")
+    monkeypatch.setattr(code, "__file__", str(edited))
+    model_store.kernel_fingerprint.cache_clear()
+    try:
+        assert model_store.kernel_fingerprint() != before
+    finally:
+        model_store.kernel_fingerprint.cache_clear()  # computed again from the real files
+
+
 def test_an_alpha_sweep_passes_the_merge_checks_and_has_its_own_cache_key(trios, tmp_path):
     """A sweep used to skip the compatibility checks and the NaN screen, ignore
     `tokenizer_source`, and share its cache key with the merge written to disk."""

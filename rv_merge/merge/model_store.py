@@ -15,9 +15,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 from rv_merge import __version__
-from rv_merge.merge import arithmetic, method
+from rv_merge.merge import arithmetic, cpu_kernel, method
 from rv_merge.merge.merge_file import merge_file
 from rv_merge.recipe.schema import Recipe
+
+KERNEL_MODULES = (arithmetic, cpu_kernel, method)  # what computes the values of a merged tensor
 
 
 def merge_key(recipe: Recipe, fingerprints: dict[str, str]) -> str:
@@ -32,7 +34,7 @@ def merge_key(recipe: Recipe, fingerprints: dict[str, str]) -> str:
 @lru_cache(maxsize=1)
 def kernel_fingerprint() -> str:
     """A hash of the code that computes merged tensors."""
-    sources = (Path(arithmetic.__file__).read_bytes(), Path(method.__file__).read_bytes())
+    sources = [Path(module.__file__).read_bytes() for module in KERNEL_MODULES]
     return hashlib.sha256(b"\0".join(sources)).hexdigest()[:16]
 
 
