@@ -96,7 +96,8 @@ def _compiled_kernel(*dtypes: torch.dtype) -> Callable:
 
 
 def _host_machine():
-    """A target machine for this CPU and its features (AVX-512, NEON, ...)."""
+    """A target machine for this CPU and its features (AVX-512, NEON, ...). A new one for each
+    compile: the execution engine made from it takes ownership of it."""
     target = llvm.Target.from_default_triple()
     try:
         features = llvm.get_host_cpu_features().flatten()
