@@ -13,6 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import rv_merge.merge.streaming_writer as streaming_writer
+from rv_merge.merge.aligned_file import AlignedFile
 from rv_merge.merge.streaming_writer import StreamingTensorWriter
 from rv_merge.merge.tensor_reader import SafetensorsReader
 from tests.conftest import load_tensors, mergekit_yaml, recipe_dict, write_recipe
@@ -80,6 +81,48 @@ def test_a_failing_write_is_reported_and_stops_the_writer_thread(tmp_path, monke
     writer.abort()
     assert not writer._thread.is_alive()
     assert "rv-merge tensor writer" not in [t.name for t in threading.enumerate()]
+
+
+def test_a_tensor_larger_than_the_queue_does_not_stop_the_smaller_ones_behind_it(tmp_path, monkeypatch):
+    """The largest tensor is not counted against QUEUE_BYTES: while it is being written, up to
+    QUEUE_BYTES of smaller tensors are taken at once, and the merge waits only beyond that."""
+    monkeypatch.setattr(streaming_writer, "QUEUE_BYTES", 64)
+    writing = threading.Event()
+    release = threading.Event()
+    append = AlignedFile.append
+
+    def held_append(self, *args):
+        writing.set()
+        release.wait()
+        return append(self, *args)
+
+    monkeypatch.setattr(AlignedFile, "append", held_append)
+    writer = StreamingTensorWriter(str(tmp_path))
+    tensors = {"big": torch.arange(200, dtype=torch.float32)}  # 800 bytes: more than the queue holds
+    tensors.update({f"small{i}": torch.full((8,), float(i)) for i in range(3)})  # 32 bytes each
+
+    def saving(name: str) -> threading.Thread:
+        thread = threading.Thread(target=writer.save_tensor, args=(name, tensors[name]), daemon=True)
+        thread.start()
+        return thread
+
+    try:
+        writer.save_tensor("big", tensors["big"])
+        assert writing.wait(timeout=10)  # the writer holds "big" from here on
+        for name in ("small0", "small1"):  # 64 bytes besides "big": taken without waiting
+            saved = saving(name)
+            saved.join(timeout=10)
+            assert not saved.is_alive(), f"{name} waited for the largest tensor to be written"
+        waiting = saving("small2")  # 96 bytes besides "big": must wait for the writer
+        waiting.join(timeout=0.5)
+        assert waiting.is_alive(), "the queue took more than QUEUE_BYTES besides the largest tensor"
+    finally:
+        release.set()
+    waiting.join(timeout=10)
+    assert not waiting.is_alive()
+    writer.finalize()
+    back = load_tensors(tmp_path)
+    assert all(torch.equal(back[name], tensor) for name, tensor in tensors.items())
 
 
 def test_the_reader_gives_the_stored_tensors_and_frees_each_mapping_with_its_tensor(tmp_path):
