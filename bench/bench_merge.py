@@ -17,7 +17,8 @@ subtracted. Reported: wall time, merge time, peak RSS (the kernel's high-water m
 process) and peak anonymous memory (polled), values not bit-identical to the correctly
 rounded float64 result, and each as a ratio to the faster I/O floor of the same size. Results go
 to bench/results/merge_scaling.json, a dated section of BENCHMARKS.md and
-bench/results/merge_scaling.png (a run of a single size: merge_scaling-SIZE.json, and no plot).
+bench/results/merge_scaling.png (a run of some sizes only: merge_scaling-SIZE-SIZE.json and
+.png; a single size gets no plot).
 
     .venv/bin/python bench/bench_merge.py [--sizes 0.5B 1.5B 3B 7B] [--repeats 5] [--settle 20] [--device cuda]
 
@@ -259,8 +260,8 @@ def main() -> None:
                "command": "bench/bench_merge.py " + " ".join(sys.argv[1:]), "settle_s": args.settle,
                "sizes": [bench_size(size, args.repeats, args.device, args.settle) for size in args.sizes]}
     RESULTS.mkdir(exist_ok=True)
-    # A run of one size keeps its own results: it does not replace the scaling run's.
-    stem = "merge_scaling" if len(args.sizes) > 1 else f"merge_scaling-{args.sizes[0]}"
+    # A run of some of the sizes keeps its own results: it does not replace the scaling run's.
+    stem = "merge_scaling" if args.sizes == list(QWEN25_SHAPES) else "merge_scaling-" + "-".join(args.sizes)
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     from bench_merge_report import append_section, plot
 
